@@ -1,0 +1,47 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Kernel code is the hot path: optimize it even in debug test builds is not possible through
+/// SwiftPM settings alone, so the C SIMD target carries its own -O3 and the Swift kernel targets
+/// drop exclusivity checks, which cost real time inside inner loops.
+let hotPathSwift: [SwiftSetting] = [
+    .unsafeFlags(["-enforce-exclusivity=unchecked"]),
+]
+
+let package = Package(
+    name: "PanGalactic",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "pangalactic", targets: ["CLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Innermost SIMD loops (AVX2/FMA/F16C) with plain C reference twins.
+        .target(
+            name: "CKernels",
+            cSettings: [.unsafeFlags(["-O3", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=fast"])]
+        ),
+        .target(name: "GGUF"),
+        .target(name: "Kernels", dependencies: ["CKernels"], swiftSettings: hotPathSwift),
+        .target(name: "Models", dependencies: ["GGUF", "Kernels"], swiftSettings: hotPathSwift),
+        .target(name: "Tokenizer", dependencies: ["GGUF"]),
+        .target(name: "Sampling"),
+        .target(name: "Engine", dependencies: ["GGUF", "Kernels", "Models", "Tokenizer", "Sampling"]),
+        .executableTarget(
+            name: "CLI",
+            dependencies: [
+                "Engine", "GGUF", "Models", "Tokenizer", "Sampling",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "GGUF", "Kernels"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF"]),
+        .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
+        .testTarget(name: "ReferenceTests", dependencies: ["Engine", "Models", "Tokenizer", "Sampling", "GGUF"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,63 @@
+// Innermost SIMD kernels for PanGalactic (AVX2/FMA/F16C), each with a plain scalar `_ref` twin.
+// Layouts follow ggml's block formats exactly (see docs/kernels.md). All functions take byte
+// pointers to contiguous blocks; `n` is the number of logical values and must be a multiple of
+// the format's block size (32, or 256 for K-quants). Callers validate shapes before calling.
+#ifndef PANGALACTIC_CKERNELS_H
+#define PANGALACTIC_CKERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- Activation quantizers: f32 row -> partner format of the weights --------------------------
+// Q8_0: { f16 d; i8 qs[32] }            34 bytes per 32 values, d = amax/127.
+// Q8_1: { f16 d; f16 s; i8 qs[32] }     36 bytes per 32 values, s = d * sum(qs).
+// Q8_K: { f32 d; i8 qs[256]; i16 bsums[16] } 292 bytes per 256 values.
+void pg_quantize_row_q8_0(const float *x, void *y, int64_t n);
+void pg_quantize_row_q8_1(const float *x, void *y, int64_t n);
+void pg_quantize_row_q8_K(const float *x, void *y, int64_t n);
+void pg_quantize_row_q8_0_ref(const float *x, void *y, int64_t n);
+void pg_quantize_row_q8_1_ref(const float *x, void *y, int64_t n);
+void pg_quantize_row_q8_K_ref(const float *x, void *y, int64_t n);
+
+// ---- Dot products: one quantized weight row with one quantized activation row -----------------
+float pg_vec_dot_q4_0_q8_0(int64_t n, const void *w, const void *a);
+float pg_vec_dot_q4_1_q8_1(int64_t n, const void *w, const void *a);
+float pg_vec_dot_q5_0_q8_0(int64_t n, const void *w, const void *a);
+float pg_vec_dot_q5_1_q8_1(int64_t n, const void *w, const void *a);
+float pg_vec_dot_q8_0_q8_0(int64_t n, const void *w, const void *a);
+float pg_vec_dot_q4_K_q8_K(int64_t n, const void *w, const void *a);
+float pg_vec_dot_q5_K_q8_K(int64_t n, const void *w, const void *a);
+float pg_vec_dot_q6_K_q8_K(int64_t n, const void *w, const void *a);
+
+float pg_vec_dot_q4_0_q8_0_ref(int64_t n, const void *w, const void *a);
+float pg_vec_dot_q4_1_q8_1_ref(int64_t n, const void *w, const void *a);
+float pg_vec_dot_q5_0_q8_0_ref(int64_t n, const void *w, const void *a);
+float pg_vec_dot_q5_1_q8_1_ref(int64_t n, const void *w, const void *a);
+float pg_vec_dot_q8_0_q8_0_ref(int64_t n, const void *w, const void *a);
+float pg_vec_dot_q4_K_q8_K_ref(int64_t n, const void *w, const void *a);
+float pg_vec_dot_q5_K_q8_K_ref(int64_t n, const void *w, const void *a);
+float pg_vec_dot_q6_K_q8_K_ref(int64_t n, const void *w, const void *a);
+
+// ---- Float weights against f32 activations --------------------------------------------------
+// n is any count (no block constraint).
+float pg_vec_dot_f32_f32(int64_t n, const float *w, const float *a);
+float pg_vec_dot_f16_f32(int64_t n, const uint16_t *w, const float *a);
+float pg_vec_dot_bf16_f32(int64_t n, const uint16_t *w, const float *a);
+float pg_vec_dot_f32_f32_ref(int64_t n, const float *w, const float *a);
+float pg_vec_dot_f16_f32_ref(int64_t n, const uint16_t *w, const float *a);
+float pg_vec_dot_bf16_f32_ref(int64_t n, const uint16_t *w, const float *a);
+
+// ---- Small float helpers used by attention and norms ------------------------------------------
+// y[i] += a * x[i]
+void pg_axpy_f32(int64_t n, float a, const float *x, float *y);
+// IEEE half <-> float for whole rows (F16C).
+void pg_f16_to_f32_row(const uint16_t *x, float *y, int64_t n);
+void pg_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
