@@ -24,7 +24,7 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O3", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=fast"])]
         ),
         .target(name: "GGUF"),
-        .target(name: "Kernels", dependencies: ["CKernels"], swiftSettings: hotPathSwift),
+        .target(name: "Kernels", dependencies: ["GGUF", "CKernels"], swiftSettings: hotPathSwift),
         .target(name: "Models", dependencies: ["GGUF", "Kernels"], swiftSettings: hotPathSwift),
         .target(name: "Tokenizer", dependencies: ["GGUF"]),
         .target(name: "Sampling"),
@@ -36,9 +36,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "GGUF", "Kernels"]),
+        // Deterministic random data and tiny GGUF models shared by the test targets.
+        .target(name: "TestSupport", dependencies: ["GGUF"], path: "Tests/TestSupport"),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels", "GGUF", "TestSupport"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "GGUF", "Kernels", "TestSupport"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
         .testTarget(name: "ReferenceTests", dependencies: ["Engine", "Models", "Tokenizer", "Sampling", "GGUF"]),
