@@ -57,6 +57,13 @@ void pg_axpy_f32(int64_t n, float a, const float *x, float *y);
 void pg_f16_to_f32_row(const uint16_t *x, float *y, int64_t n);
 void pg_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
 
+// A spin-wait hint for the thread pool's barrier (PAUSE on x86).
+static inline void pg_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 #ifdef __cplusplus
 }
 #endif

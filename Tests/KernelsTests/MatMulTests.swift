@@ -1,0 +1,160 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import GGUF
+import Kernels
+import TestSupport
+import Testing
+
+@Suite struct MatMulTests {
+    static let pool = ComputePool(threadCount: 2)
+    static let types: [GGMLType] = [.f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .q5_K, .q6_K]
+
+    /// The SIMD mat-mul agrees with the plain dequantize-then-dot twin, within the error that
+    /// quantizing activations to 8 bits allows.
+    @Test(arguments: types)
+    func matchesReferenceTwin(_ type: GGMLType) throws {
+        var rng = SplitMix64(seed: UInt64(type.rawValue) + 100)
+        let columns = type.blockSize == 256 ? 512 : 96, rows = 37, tokens = 3
+        var bytes: [UInt8] = []
+        for _ in 0 ..< rows { bytes += RandomBlocks.row(type, count: columns, scale: 0.05, rng: &rng) }
+        let x = rng.floats(tokens * columns, in: -2 ... 2)
+        var fast = [Float](repeating: 0, count: tokens * rows), slow = fast
+        var scratch = [UInt8](repeating: 0, count: tokens * columns * 2 + 1024)
+        try bytes.withUnsafeBytes { wb in
+            let w = try WeightMatrix(type: type, rows: rows, columns: columns, data: wb.baseAddress!)
+            MatMul.multiply(w, x, tokens: tokens, into: &fast, scratch: &scratch, pool: Self.pool)
+            MatMul.referenceMultiply(w, x, tokens: tokens, into: &slow)
+            // Scale of each dot product: Σ|w||x|.
+            let row = UnsafeMutablePointer<Float>.allocate(capacity: columns)
+            defer { row.deallocate() }
+            for r in 0 ..< rows {
+                w.dequantizeRow(r, into: row)
+                for t in 0 ..< tokens {
+                    var mag: Float = 0
+                    for c in 0 ..< columns { mag += abs(row[c] * x[t * columns + c]) }
+                    let tolerance: Float = (ActivationFormat(pairingWith: type) == .f32 ? 1e-5 : 1e-2) * mag + 1e-6
+                    let i = t * rows + r
+                    #expect(abs(fast[i] - slow[i]) <= tolerance, "\(type) row \(r) token \(t): \(fast[i]) vs \(slow[i])")
+                }
+            }
+        }
+    }
+
+    @Test func weightMatrixRejectsBadShapes() {
+        let bytes = [UInt8](repeating: 0, count: 64)
+        bytes.withUnsafeBytes { b in
+            #expect(throws: WeightMatrix.ShapeError.notBlockAligned(columns: 33, type: .q4_0)) {
+                try WeightMatrix(type: .q4_0, rows: 1, columns: 33, data: b.baseAddress!)
+            }
+            #expect(throws: WeightMatrix.ShapeError.unsupportedType(.q2_K)) {
+                try WeightMatrix(type: .q2_K, rows: 1, columns: 256, data: b.baseAddress!)
+            }
+        }
+    }
+
+    @Test func dequantizeAnchorsToTheFormulas() {
+        // Q4_1 block: d = 0.5, m = -1, qs[0] = 0x3A -> y[0] = 10·0.5 − 1 = 4, y[16] = 3·0.5 − 1 = 0.5.
+        var block = [UInt8](repeating: 0, count: 20)
+        let d = Float16(0.5).bitPattern, m = Float16(-1).bitPattern
+        block[0] = UInt8(d & 0xFF); block[1] = UInt8(d >> 8); block[2] = UInt8(m & 0xFF); block[3] = UInt8(m >> 8)
+        block[4] = 0x3A
+        var y = [Float](repeating: 0, count: 32)
+        block.withUnsafeBytes { Dequantize.row(.q4_1, $0.baseAddress!, &y, count: 32) }
+        #expect(y[0] == 4 && y[16] == 0.5 && y[1] == -1)
+        // Q8_0: d = 0.25, qs[3] = -8 -> -2.
+        var q8 = [UInt8](repeating: 0, count: 34)
+        let d8 = Float16(0.25).bitPattern
+        q8[0] = UInt8(d8 & 0xFF); q8[1] = UInt8(d8 >> 8); q8[2 + 3] = UInt8(bitPattern: -8)
+        q8.withUnsafeBytes { Dequantize.row(.q8_0, $0.baseAddress!, &y, count: 32) }
+        #expect(y[3] == -2 && y[0] == 0)
+    }
+}
+
+@Suite struct OpsTests {
+    @Test func ropeMatchesTheDefinition() {
+        for layout in [RotaryEmbedding.Layout.interleaved, .neox] {
+            let rope = RotaryEmbedding(layout: layout, dimensions: 8, base: 10000)
+            var rng = SplitMix64(seed: 9)
+            let x = rng.floats(16)
+            var y = x
+            var table = [Float](repeating: 0, count: 8)
+            rope.table(position: 7, into: &table)
+            rope.apply(&y, heads: 2, headDim: 8, table: table)
+            for h in 0 ..< 2 {
+                for i in 0 ..< 4 {
+                    let theta = 7 * Double(10000).pow(-2 * Double(i) / 8)
+                    let (a, b) = layout == .interleaved ? (h * 8 + 2 * i, h * 8 + 2 * i + 1) : (h * 8 + i, h * 8 + i + 4)
+                    let ea = Double(x[a]) * cos(theta) - Double(x[b]) * sin(theta)
+                    let eb = Double(x[a]) * sin(theta) + Double(x[b]) * cos(theta)
+                    #expect(abs(Double(y[a]) - ea) < 1e-4 && abs(Double(y[b]) - eb) < 1e-4)
+                }
+            }
+        }
+    }
+
+    @Test func attentionMatchesNaiveSoftmax() {
+        let pool = ComputePool(threadCount: 2)
+        let shape = Attention.Shape(heads: 4, kvHeads: 2, headDim: 8)
+        var rng = SplitMix64(seed: 5)
+        let positions: [Int32] = [3, 4, 5]
+        let keys = rng.floats(6 * shape.kvWidth), values = rng.floats(6 * shape.kvWidth)
+        let q = rng.floats(3 * shape.qWidth)
+        var out = [Float](repeating: 0, count: 3 * shape.qWidth)
+        var scores = [Float](repeating: 0, count: 2 * 32)
+        Attention.causal(shape: shape, q: q, tokens: 3, positions: positions, keys: keys, values: values,
+                         out: &out, scores: &scores, scoreStride: 32, pool: pool)
+        for t in 0 ..< 3 {
+            for h in 0 ..< 4 {
+                let g = h / 2, span = Int(positions[t]) + 1
+                var s = [Double](repeating: 0, count: span)
+                for j in 0 ..< span {
+                    var dot = 0.0
+                    for i in 0 ..< 8 {
+                        let qv = Double(q[t * 32 + h * 8 + i]), kv = Double(keys[j * 16 + g * 8 + i])
+                        dot += qv * kv
+                    }
+                    s[j] = dot / 8.0.squareRoot()
+                }
+                let m = s.max() ?? 0
+                var z = 0.0
+                for j in 0 ..< span {
+                    s[j] = exp(s[j] - m)
+                    z += s[j]
+                }
+                for i in 0 ..< 8 {
+                    var e = 0.0
+                    for j in 0 ..< span { e += s[j] / z * Double(values[j * 16 + g * 8 + i]) }
+                    #expect(abs(Double(out[t * 32 + h * 8 + i]) - e) < 1e-5)
+                }
+            }
+        }
+    }
+
+    @Test func rmsNormAndSwiGLU() {
+        var x: [Float] = [1, -2, 3, -4]
+        let w: [Float] = [1, 1, 2, 0.5]
+        var y = [Float](repeating: 0, count: 4)
+        Ops.rmsNorm(x, weight: w, eps: 0, count: 4, into: &y)
+        let r = Float((30.0 / 4).squareRoot())
+        #expect(zip(y, [1 / r, -2 / r, 6 / r, -2 / r]).allSatisfy { abs($0 - $1) < 1e-6 })
+        Ops.swiglu(&x, [1, 1, 1, 1], count: 4)
+        #expect(abs(x[0] - Float(1 / (1 + exp(-1.0)))) < 1e-6)
+    }
+
+    @Test func poolVisitsEveryIndexOnce() {
+        let pool = ComputePool(threadCount: 3)
+        for count in [0, 1, 7, 64, 1000] {
+            var hits = [Int](repeating: 0, count: count)
+            hits.withUnsafeMutableBufferPointer { h in
+                let p = h.baseAddress
+                for _ in 0 ..< 50 { pool.parallelFor(count, granule: 4) { r in for i in r { p?[i] += 1 } } }
+            }
+            #expect(hits.allSatisfy { $0 == 50 })
+        }
+    }
+}
+
+private extension Double {
+    func pow(_ e: Double) -> Double { Glibc.pow(self, e) }
+}
