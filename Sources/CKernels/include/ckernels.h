@@ -57,6 +57,16 @@ void pg_axpy_f32(int64_t n, float a, const float *x, float *y);
 void pg_f16_to_f32_row(const uint16_t *x, float *y, int64_t n);
 void pg_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
 
+// ---- Additions: scalar twins of the helpers above and portable half conversions ---------------
+// The _ref conversions are plain C (no F16C): exact, round-to-nearest-even, and handle
+// subnormals, infinities and NaN (NaN payloads are truncated/quieted; only NaN-ness is promised).
+// pg_axpy_f32_ref uses fmaf, so it matches pg_axpy_f32 bit for bit.
+void pg_axpy_f32_ref(int64_t n, float a, const float *x, float *y);
+void pg_f16_to_f32_row_ref(const uint16_t *x, float *y, int64_t n);
+void pg_f32_to_f16_row_ref(const float *x, uint16_t *y, int64_t n);
+float pg_fp16_to_fp32_ref(uint16_t h);
+uint16_t pg_fp32_to_fp16_ref(float f);
+
 #ifdef __cplusplus
 }
 #endif
