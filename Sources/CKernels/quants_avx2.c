@@ -10,6 +10,7 @@
 // signed Q4/Q5 16*127*2=4064, Q5 31*127*2=7874, Q8 128*127*2=32512, Q6 63*127*2=16002; all below
 // 32767 given activations in [-127, 127], which every quantizer in this file guarantees.
 #include <immintrin.h>
+#include <stddef.h>
 
 #include "ck_internal.h"
 #include "ckernels.h"
@@ -174,8 +175,6 @@ void pg_quantize_row_q8_K(const float *x, void *vy, int64_t n) {
 }
 
 // ---- 32-wide formats ------------------------------------------------------------------------
-// Each loop handles two blocks per iteration with two independent accumulators so the FMA
-// latency chain does not serialize the row.
 
 // The two f16 values at p (p[0..1], p[2..3]) as float lanes 0 and 1; lanes 2 and 3 are zero.
 // A 4-byte load into a zeroed register (vmovd) keeps the conversion free of false dependencies
@@ -197,7 +196,15 @@ static inline __m128 block_scale_min(const void *w, const void *a) {
     return _mm_mul_ps(load_f16x2(w), load_f16x2(a));
 }
 
-// WEIGHTS(ptr) yields the 32 weight bytes of one block, DOT(w, a) the 8 int32 partial sums.
+// One block: acc += d_w*d_a * (integer dot of block IB). WEIGHTS(ptr) yields the 32 weight bytes
+// of a block, DOT(w, a) the 8 int32 partial sums.
+#define PG_STEP(ACC, IB, WEIGHTS, DOT)                                                            \
+    ACC = _mm256_fmadd_ps(block_scale(&w[IB], &a[IB]),                                            \
+                          _mm256_cvtepi32_ps(DOT(WEIGHTS(&w[IB]), _mm256_loadu_si256((const __m256i *)a[IB].qs))), \
+                          ACC)
+
+// Two blocks per iteration into two accumulators. (Four measured no faster and made clang spill
+// constants for the Q5 formats.)
 #define PG_DOT32_SYMMETRIC(NAME, WBLOCK, ABLOCK, WEIGHTS, DOT)                                    \
     float NAME(int64_t n, const void *vw, const void *va) {                                       \
         const WBLOCK *w = (const WBLOCK *)vw;                                                      \
@@ -206,19 +213,21 @@ static inline __m128 block_scale_min(const void *w, const void *a) {
         __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                           \
         int64_t ib = 0;                                                                           \
         for (; ib + 1 < nb; ib += 2) {                                                            \
-            const __m256i p0 = DOT(WEIGHTS(&w[ib]), _mm256_loadu_si256((const __m256i *)a[ib].qs));        \
-            const __m256i p1 = DOT(WEIGHTS(&w[ib + 1]), _mm256_loadu_si256((const __m256i *)a[ib + 1].qs)); \
-            acc0 = _mm256_fmadd_ps(block_scale(&w[ib], &a[ib]), _mm256_cvtepi32_ps(p0), acc0);     \
-            acc1 = _mm256_fmadd_ps(block_scale(&w[ib + 1], &a[ib + 1]), _mm256_cvtepi32_ps(p1), acc1); \
+            PG_STEP(acc0, ib, WEIGHTS, DOT);                                                      \
+            PG_STEP(acc1, ib + 1, WEIGHTS, DOT);                                                  \
         }                                                                                         \
-        if (ib < nb) {                                                                            \
-            const __m256i p0 = DOT(WEIGHTS(&w[ib]), _mm256_loadu_si256((const __m256i *)a[ib].qs));        \
-            acc0 = _mm256_fmadd_ps(block_scale(&w[ib], &a[ib]), _mm256_cvtepi32_ps(p0), acc0);     \
-        }                                                                                         \
+        if (ib < nb) PG_STEP(acc0, ib, WEIGHTS, DOT);                                             \
         return hsum_f32x8(_mm256_add_ps(acc0, acc1));                                             \
     }
 
-// Same, for weights with a min (Q4_1, Q5_1): adds m_w * s_a per block, kept in lane 1 of acc_m.
+// One block with a min (Q4_1, Q5_1): as PG_STEP, and SM receives [d_w*d_a, m_w*s_a, 0, 0].
+#define PG_STEP_MIN(ACC, SM, IB, WEIGHTS)                                                         \
+    const __m128 SM = block_scale_min(&w[IB], &a[IB]);                                            \
+    ACC = _mm256_fmadd_ps(_mm256_broadcastss_ps(SM),                                              \
+                          _mm256_cvtepi32_ps(dot_u8_i8(WEIGHTS(&w[IB]), _mm256_loadu_si256((const __m256i *)a[IB].qs))), \
+                          ACC)
+
+// The min terms m_w*s_a accumulate in lane 1 of acc_m, one add per two blocks.
 #define PG_DOT32_WITH_MIN(NAME, WBLOCK, WEIGHTS)                                                  \
     float NAME(int64_t n, const void *vw, const void *va) {                                       \
         const WBLOCK *w = (const WBLOCK *)vw;                                                      \
@@ -228,37 +237,41 @@ static inline __m128 block_scale_min(const void *w, const void *a) {
         __m128 acc_m = _mm_setzero_ps();                                                          \
         int64_t ib = 0;                                                                           \
         for (; ib + 1 < nb; ib += 2) {                                                            \
-            const __m256i p0 = dot_u8_i8(WEIGHTS(&w[ib]), _mm256_loadu_si256((const __m256i *)a[ib].qs));        \
-            const __m256i p1 = dot_u8_i8(WEIGHTS(&w[ib + 1]), _mm256_loadu_si256((const __m256i *)a[ib + 1].qs)); \
-            const __m128 s0 = block_scale_min(&w[ib], &a[ib]);                                    \
-            const __m128 s1 = block_scale_min(&w[ib + 1], &a[ib + 1]);                            \
-            acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(s0), _mm256_cvtepi32_ps(p0), acc0);      \
-            acc1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(s1), _mm256_cvtepi32_ps(p1), acc1);      \
+            PG_STEP_MIN(acc0, s0, ib, WEIGHTS);                                                   \
+            PG_STEP_MIN(acc1, s1, ib + 1, WEIGHTS);                                               \
             acc_m = _mm_add_ps(acc_m, _mm_add_ps(s0, s1));                                        \
         }                                                                                         \
         if (ib < nb) {                                                                            \
-            const __m256i p0 = dot_u8_i8(WEIGHTS(&w[ib]), _mm256_loadu_si256((const __m256i *)a[ib].qs));        \
-            const __m128 s0 = block_scale_min(&w[ib], &a[ib]);                                    \
-            acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(s0), _mm256_cvtepi32_ps(p0), acc0);      \
+            PG_STEP_MIN(acc0, s0, ib, WEIGHTS);                                                   \
             acc_m = _mm_add_ps(acc_m, s0);                                                        \
         }                                                                                         \
         return hsum_f32x8(_mm256_add_ps(acc0, acc1)) +                                            \
                _mm_cvtss_f32(_mm_movehdup_ps(acc_m));                                             \
     }
 
-// Q4_0 weights as signed bytes in [-8, 7].
-static inline __m256i q4_0_weights(const pg_block_q4_0 *b) {
-    return _mm256_sub_epi8(nibbles_32(b->qs), _mm256_set1_epi8(8));
+// Q4_0 weights stay unsigned nibbles; the -8 offset is folded into the dot below.
+static inline __m256i q4_0_weights(const pg_block_q4_0 *b) { return nibbles_32(b->qs); }
+
+// sum (q - 8) * a over pairs as maddubs(q, a) - maddubs(8, a): both terms are at most
+// 15*127*2 in magnitude, so neither saturates and the int16 difference is exact.
+static inline __m256i dot_q4_0(__m256i q, __m256i a) {
+    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, a), _mm256_maddubs_epi16(_mm256_set1_epi8(8), a));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
 // Q4_1 weights as unsigned bytes in [0, 15].
 static inline __m256i q4_1_weights(const pg_block_q4_1 *b) { return nibbles_32(b->qs); }
 
-// Q5_0 weights as signed bytes in [-16, 15]: nibble | 0xF0 (i.e. nibble - 16) where the fifth
-// bit is clear, plain nibble (= nibble + 16 - 16) where it is set.
+// Q5_0 weights as unsigned bytes in [0, 31]; the -16 offset is folded into the dot below.
 static inline __m256i q5_0_weights(const pg_block_q5_0 *b) {
-    const __m256i hi = _mm256_andnot_si256(bits_to_bytes_32(b->qh), _mm256_set1_epi8((char)0xF0));
+    const __m256i hi = _mm256_and_si256(bits_to_bytes_32(b->qh), _mm256_set1_epi8(0x10));
     return _mm256_or_si256(nibbles_32(b->qs), hi);
+}
+
+// As dot_q4_0 with offset 16: terms at most 31*127*2 and 16*127*2, no saturation.
+static inline __m256i dot_q5_0(__m256i q, __m256i a) {
+    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, a), _mm256_maddubs_epi16(_mm256_set1_epi8(16), a));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
 // Q5_1 weights as unsigned bytes in [0, 31].
@@ -272,14 +285,16 @@ static inline __m256i q8_0_weights(const pg_block_q8_0 *b) {
     return _mm256_loadu_si256((const __m256i *)b->qs);
 }
 
-PG_DOT32_SYMMETRIC(pg_vec_dot_q4_0_q8_0, pg_block_q4_0, pg_block_q8_0, q4_0_weights, dot_i8_i8)
-PG_DOT32_SYMMETRIC(pg_vec_dot_q5_0_q8_0, pg_block_q5_0, pg_block_q8_0, q5_0_weights, dot_i8_i8)
+PG_DOT32_SYMMETRIC(pg_vec_dot_q4_0_q8_0, pg_block_q4_0, pg_block_q8_0, q4_0_weights, dot_q4_0)
+PG_DOT32_SYMMETRIC(pg_vec_dot_q5_0_q8_0, pg_block_q5_0, pg_block_q8_0, q5_0_weights, dot_q5_0)
 PG_DOT32_SYMMETRIC(pg_vec_dot_q8_0_q8_0, pg_block_q8_0, pg_block_q8_0, q8_0_weights, dot_i8_i8)
 PG_DOT32_WITH_MIN(pg_vec_dot_q4_1_q8_1, pg_block_q4_1, q4_1_weights)
 PG_DOT32_WITH_MIN(pg_vec_dot_q5_1_q8_1, pg_block_q5_1, q5_1_weights)
 
 #undef PG_DOT32_SYMMETRIC
 #undef PG_DOT32_WITH_MIN
+#undef PG_STEP
+#undef PG_STEP_MIN
 
 // ---- K-quants -------------------------------------------------------------------------------
 
@@ -309,9 +324,10 @@ static inline __m256i k4_pick(__m256i scales16, int j) {
 }
 
 // Sum over the 8 sub-blocks of mins[j] * (bsums[2j] + bsums[2j+1]), as 4 int32 lanes.
-static inline __m128i k4_min_products(const uint8_t mn[8], const int16_t *bsums) {
+static inline __m128i k4_min_products(const uint8_t mn[8], const pg_block_q8_K *a) {
+    const uint8_t *bsums = (const uint8_t *)a + offsetof(pg_block_q8_K, bsums);
     const __m128i b_lo = _mm_loadu_si128((const __m128i *)bsums);
-    const __m128i b_hi = _mm_loadu_si128((const __m128i *)(bsums + 8));
+    const __m128i b_hi = _mm_loadu_si128((const __m128i *)(bsums + 16));
     const __m128i pairs = _mm_hadd_epi16(b_lo, b_hi);  // |pair| <= 2*16*127, fits int16
     const __m128i m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
     return _mm_madd_epi16(m16, pairs);
@@ -331,7 +347,7 @@ float pg_vec_dot_q4_K_q8_K(int64_t n, const void *vw, const void *va) {
         unpack_scales_mins_k4(w[ib].scales, sc, mn);
         const __m256i scales16 = k4_scales16(sc);
 
-        const __m128i mins = k4_min_products(mn, (const int16_t *)(const void *)a[ib].bsums);
+        const __m128i mins = k4_min_products(mn, &a[ib]);
         acc_m = _mm_fnmadd_ps(_mm_permute_ps(dd, 0x55), _mm_cvtepi32_ps(mins), acc_m);  // -= dmin * mins
 
         const uint8_t *q = w[ib].qs;
@@ -366,7 +382,7 @@ float pg_vec_dot_q5_K_q8_K(int64_t n, const void *vw, const void *va) {
         unpack_scales_mins_k4(w[ib].scales, sc, mn);
         const __m256i scales16 = k4_scales16(sc);
 
-        const __m128i mins = k4_min_products(mn, (const int16_t *)(const void *)a[ib].bsums);
+        const __m128i mins = k4_min_products(mn, &a[ib]);
         acc_m = _mm_fnmadd_ps(_mm_permute_ps(dd, 0x55), _mm_cvtepi32_ps(mins), acc_m);  // -= dmin * mins
 
         const uint8_t *q = w[ib].qs;
@@ -410,7 +426,7 @@ float pg_vec_dot_q6_K_q8_K(int64_t n, const void *vw, const void *va) {
         // Weights are stored as q+32 in [0, 63]; the -32 is applied once per super-block through
         // the activation block sums: sum_g S[g] * 32 * bsums[g].
         const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
-        const __m256i bs = _mm256_loadu_si256((const __m256i *)(const void *)a[ib].bsums);
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)((const uint8_t *)&a[ib] + offsetof(pg_block_q8_K, bsums)));
         __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5));
 
         const int8_t *aq = a[ib].qs;
