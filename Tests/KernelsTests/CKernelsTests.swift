@@ -6,8 +6,8 @@ import Testing
 
 // MARK: - Helpers
 
-/// SplitMix64: tiny, seedable, good enough for test data.
-struct SplitMix64 {
+/// CKSplitMix64: tiny, seedable, good enough for test data.
+struct CKSplitMix64 {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {
@@ -32,21 +32,21 @@ struct SplitMix64 {
     }
 }
 
-@inline(__always) func u16(_ b: [UInt8], _ o: Int) -> UInt16 { UInt16(b[o]) | UInt16(b[o + 1]) << 8 }
-@inline(__always) func f16(_ b: [UInt8], _ o: Int) -> Float { Float(Float16(bitPattern: u16(b, o))) }
-@inline(__always) func f32(_ b: [UInt8], _ o: Int) -> Float {
+@inline(__always) fileprivate func u16(_ b: [UInt8], _ o: Int) -> UInt16 { UInt16(b[o]) | UInt16(b[o + 1]) << 8 }
+@inline(__always) fileprivate func f16(_ b: [UInt8], _ o: Int) -> Float { Float(Float16(bitPattern: u16(b, o))) }
+@inline(__always) fileprivate func f32(_ b: [UInt8], _ o: Int) -> Float {
     Float(bitPattern: UInt32(b[o]) | UInt32(b[o + 1]) << 8 | UInt32(b[o + 2]) << 16 | UInt32(b[o + 3]) << 24)
 }
-@inline(__always) func i8(_ b: [UInt8], _ o: Int) -> Int { Int(Int8(bitPattern: b[o])) }
-@inline(__always) func i16(_ b: [UInt8], _ o: Int) -> Int { Int(Int16(bitPattern: u16(b, o))) }
-func put16(_ b: inout [UInt8], _ o: Int, _ v: UInt16) {
+@inline(__always) fileprivate func i8(_ b: [UInt8], _ o: Int) -> Int { Int(Int8(bitPattern: b[o])) }
+@inline(__always) fileprivate func i16(_ b: [UInt8], _ o: Int) -> Int { Int(Int16(bitPattern: u16(b, o))) }
+fileprivate func put16(_ b: inout [UInt8], _ o: Int, _ v: UInt16) {
     b[o] = UInt8(v & 0xFF)
     b[o + 1] = UInt8(v >> 8)
 }
 
 // MARK: - Activation formats
 
-enum Act: Sendable, CaseIterable {
+enum CKAct: Sendable, CaseIterable {
     case q8_0, q8_1, q8_K
 
     var blockValues: Int { self == .q8_K ? 256 : 32 }
@@ -104,7 +104,7 @@ enum Act: Sendable, CaseIterable {
 
 // MARK: - Weight formats (Swift decoders written directly from the format definitions)
 
-enum WType: String, Sendable, CaseIterable, CustomTestStringConvertible {
+enum CKWeight: String, Sendable, CaseIterable, CustomTestStringConvertible {
     case q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K
 
     var testDescription: String { rawValue }
@@ -130,7 +130,7 @@ enum WType: String, Sendable, CaseIterable, CustomTestStringConvertible {
         case .q6_K: [208]
         }
     }
-    var act: Act {
+    var act: CKAct {
         switch self {
         case .q4_0, .q5_0, .q8_0: .q8_0
         case .q4_1, .q5_1: .q8_1
@@ -138,7 +138,7 @@ enum WType: String, Sendable, CaseIterable, CustomTestStringConvertible {
         }
     }
 
-    func randomRow(_ n: Int, _ rng: inout SplitMix64) -> [UInt8] {
+    func randomRow(_ n: Int, _ rng: inout CKSplitMix64) -> [UInt8] {
         var b = rng.bytes(n / blockValues * blockBytes)
         for ib in 0..<(n / blockValues) {
             for o in f16Fields { put16(&b, ib * blockBytes + o, rng.scaleF16()) }
@@ -277,12 +277,12 @@ enum WType: String, Sendable, CaseIterable, CustomTestStringConvertible {
 
 // MARK: - Quantized dot products
 
-@Suite struct QuantDotTests {
+@Suite struct CKernelsQuantDotTests {
     static let multiples = [1, 3, 7, 18]
 
-    @Test(arguments: WType.allCases)
-    func fastMatchesRefAndRefMatchesFormula(_ t: WType) {
-        var rng = SplitMix64(seed: 0xC0FFEE ^ UInt64(t.blockBytes))
+    @Test(arguments: CKWeight.allCases)
+    func fastMatchesRefAndRefMatchesFormula(_ t: CKWeight) {
+        var rng = CKSplitMix64(seed: 0xC0FFEE ^ UInt64(t.blockBytes))
         var lengths = Self.multiples.map { $0 * t.blockValues }
         lengths.append(t.isK ? 4864 : 896)
         for n in lengths {
@@ -305,9 +305,9 @@ enum WType: String, Sendable, CaseIterable, CustomTestStringConvertible {
     }
 
     /// Rows come from mmap and may start at any byte: results must not depend on alignment.
-    @Test(arguments: WType.allCases)
-    func unalignedRows(_ t: WType) {
-        var rng = SplitMix64(seed: 77)
+    @Test(arguments: CKWeight.allCases)
+    func unalignedRows(_ t: CKWeight) {
+        var rng = CKSplitMix64(seed: 77)
         let n = 3 * t.blockValues
         let w = t.randomRow(n, &rng)
         let a = t.act.quantize(rng.floats(n), fast: true)
@@ -328,8 +328,8 @@ enum WType: String, Sendable, CaseIterable, CustomTestStringConvertible {
 
     /// Extreme blocks: every weight byte 0xFF / 0x00 (largest unsigned magnitudes, and for Q8_0
     /// the value -1 / 0) against activations at +-127, to catch int16 saturation in maddubs.
-    @Test(arguments: WType.allCases)
-    func saturationExtremes(_ t: WType) {
+    @Test(arguments: CKWeight.allCases)
+    func saturationExtremes(_ t: CKWeight) {
         let n = 2 * t.blockValues
         for fill: UInt8 in [0xFF, 0x00, 0x80, 0x7F] {
             var w = [UInt8](repeating: fill, count: n / t.blockValues * t.blockBytes)
@@ -359,8 +359,8 @@ enum WType: String, Sendable, CaseIterable, CustomTestStringConvertible {
         // sum_j (j-8)(j-16) = 408 and sum_j (7-j)*j = -400, so the dot is 8 * 0.5 * 0.25 = 1.
         let w = [0x00, 0x38] + Self.nibbleBytes
         let a = [0x00, 0x34] + Self.actBytes
-        #expect(WType.q4_0.dot(fast: false, 32, w, a) == 1.0)
-        #expect(WType.q4_0.dot(fast: true, 32, w, a) == 1.0)
+        #expect(CKWeight.q4_0.dot(fast: false, 32, w, a) == 1.0)
+        #expect(CKWeight.q4_0.dot(fast: true, 32, w, a) == 1.0)
     }
 
     @Test func handBuiltQ4_1() {
@@ -369,34 +369,34 @@ enum WType: String, Sendable, CaseIterable, CustomTestStringConvertible {
         // dot = 0.125 * (sum j(j-16) + sum (15-j)j) + m*s = 0.125 * (-680 + 560) + 4 = -11.
         let w = [0x00, 0x38, 0x00, 0xBC] + Self.nibbleBytes
         let a = [0x00, 0x34, 0x00, 0xC4] + Self.actBytes
-        #expect(WType.q4_1.dot(fast: false, 32, w, a) == -11.0)
-        #expect(WType.q4_1.dot(fast: true, 32, w, a) == -11.0)
+        #expect(CKWeight.q4_1.dot(fast: false, 32, w, a) == -11.0)
+        #expect(CKWeight.q4_1.dot(fast: true, 32, w, a) == -11.0)
     }
 
     @Test func handBuiltQ8_0() {
         // w: d = 2, qs = i-16; a: d = 0.25, qs = i-16. dot = 0.5 * sum_{k=-16}^{15} k^2 = 0.5 * 2736.
         let w = [0x00, 0x40] + Self.actBytes
         let a = [0x00, 0x34] + Self.actBytes
-        #expect(WType.q8_0.dot(fast: false, 32, w, a) == 1368.0)
-        #expect(WType.q8_0.dot(fast: true, 32, w, a) == 1368.0)
+        #expect(CKWeight.q8_0.dot(fast: false, 32, w, a) == 1368.0)
+        #expect(CKWeight.q8_0.dot(fast: true, 32, w, a) == 1368.0)
         // Two blocks: the second one negated through its scale (d = -2) cancels the first.
         let w2 = w + [0x00, 0xC0] + Self.actBytes
         let a2 = a + a
-        #expect(WType.q8_0.dot(fast: false, 64, w2, a2) == 0.0)
-        #expect(WType.q8_0.dot(fast: true, 64, w2, a2) == 0.0)
+        #expect(CKWeight.q8_0.dot(fast: false, 64, w2, a2) == 0.0)
+        #expect(CKWeight.q8_0.dot(fast: true, 64, w2, a2) == 0.0)
     }
 }
 
 // MARK: - Activation quantizers
 
-@Suite struct QuantizerTests {
-    static func rowLengths(_ act: Act) -> [Int] { [1, 3, 7, 18].map { $0 * act.blockValues } }
+@Suite struct CKernelsQuantizerTests {
+    static func rowLengths(_ act: CKAct) -> [Int] { [1, 3, 7, 18].map { $0 * act.blockValues } }
 
     /// Q8_0 / Q8_1: identical bytes except where x * (1/d) is exactly halfway between integers:
     /// the reference rounds half away from zero (roundf), the AVX2 path half to even.
-    @Test(arguments: [Act.q8_0, Act.q8_1])
-    func q8_0AndQ8_1FastVsRef(_ act: Act) {
-        var rng = SplitMix64(seed: 0x51)
+    @Test(arguments: [CKAct.q8_0, CKAct.q8_1])
+    func q8_0AndQ8_1FastVsRef(_ act: CKAct) {
+        var rng = CKSplitMix64(seed: 0x51)
         for n in Self.rowLengths(act) {
             var x = rng.floats(n)
             // A zero block and a block with exact ties (amax 127 gives d = 1, id = 1).
@@ -445,9 +445,9 @@ enum WType: String, Sendable, CaseIterable, CustomTestStringConvertible {
 
     /// Dequantizing reproduces x to within half a step. The step actually stored is fp16(d), so
     /// the bound is d/2 (plus float slack) plus 127 * |fp16(d) - d| for the scale's rounding.
-    @Test(arguments: [Act.q8_0, Act.q8_1])
-    func q8_0AndQ8_1RoundTrip(_ act: Act) {
-        var rng = SplitMix64(seed: 0x52)
+    @Test(arguments: [CKAct.q8_0, CKAct.q8_1])
+    func q8_0AndQ8_1RoundTrip(_ act: CKAct) {
+        var rng = CKSplitMix64(seed: 0x52)
         for n in Self.rowLengths(act) {
             let x = rng.floats(n)
             for fast in [true, false] {
@@ -467,7 +467,7 @@ enum WType: String, Sendable, CaseIterable, CustomTestStringConvertible {
 
     /// Q8_K: both implementations round half to even (ggml's nearest_int), so bytes are identical.
     @Test func q8_KFastVsRefAndRoundTrip() {
-        var rng = SplitMix64(seed: 0x53)
+        var rng = CKSplitMix64(seed: 0x53)
         for n in Self.rowLengths(.q8_K) {
             var x = rng.floats(n)
             for j in 0..<256 { x[j] = 0 }  // zero block
@@ -481,25 +481,25 @@ enum WType: String, Sendable, CaseIterable, CustomTestStringConvertible {
                 x[512 + 10] = -3
                 x[512 + 20] = 3
             }
-            let fast = Act.q8_K.quantize(x, fast: true), ref = Act.q8_K.quantize(x, fast: false)
+            let fast = CKAct.q8_K.quantize(x, fast: true), ref = CKAct.q8_K.quantize(x, fast: false)
             #expect(fast == ref, "n=\(n)")
             #expect(ref[0..<292].allSatisfy { $0 == 0 })
             if n >= 512 {
-                #expect(Act.q8_K.scale(ref, block: 1) == -1)
-                #expect((1...4).map { Act.q8_K.q(ref, block: 1, $0) } == [0, -2, -2, 127])
-                #expect(Act.q8_K.q(ref, block: 1, 0) == -127)
+                #expect(CKAct.q8_K.scale(ref, block: 1) == -1)
+                #expect((1...4).map { CKAct.q8_K.q(ref, block: 1, $0) } == [0, -2, -2, 127])
+                #expect(CKAct.q8_K.q(ref, block: 1, 0) == -127)
             }
             if n >= 768 {
-                #expect(Act.q8_K.q(ref, block: 2, 10) == -127)
-                #expect(Act.q8_K.q(ref, block: 2, 20) == 127)
-                #expect(Act.q8_K.scale(ref, block: 2) == 1 / (-127 / Float(-3)))
+                #expect(CKAct.q8_K.q(ref, block: 2, 10) == -127)
+                #expect(CKAct.q8_K.q(ref, block: 2, 20) == 127)
+                #expect(CKAct.q8_K.scale(ref, block: 2) == 1 / (-127 / Float(-3)))
             }
-            let y = Act.q8_K.dequant(ref)
+            let y = CKAct.q8_K.dequant(ref)
             for ib in 0..<(n / 256) {
                 let o = ib * 292
-                let d = Double(Act.q8_K.scale(ref, block: ib))
+                let d = Double(CKAct.q8_K.scale(ref, block: ib))
                 for g in 0..<16 {
-                    let s = (0..<16).reduce(0) { $0 + Act.q8_K.q(ref, block: ib, 16 * g + $1) }
+                    let s = (0..<16).reduce(0) { $0 + CKAct.q8_K.q(ref, block: ib, 16 * g + $1) }
                     #expect(i16(ref, o + 260 + 2 * g) == s)
                 }
                 for j in 0..<256 {
@@ -512,7 +512,7 @@ enum WType: String, Sendable, CaseIterable, CustomTestStringConvertible {
 
 // MARK: - Float kernels
 
-@Suite struct FloatKernelTests {
+@Suite struct CKernelsFloatTests {
     static let lengths = [0, 1, 5, 8, 13, 31, 32, 33, 100, 576, 4867]
 
     static func exact(_ w: [Float], _ a: [Float]) -> (Double, Double) {
@@ -525,7 +525,7 @@ enum WType: String, Sendable, CaseIterable, CustomTestStringConvertible {
     }
 
     @Test func f32Dot() {
-        var rng = SplitMix64(seed: 1)
+        var rng = CKSplitMix64(seed: 1)
         for n in Self.lengths {
             let w = rng.floats(n), a = rng.floats(n)
             let f = pg_vec_dot_f32_f32(Int64(n), w, a), r = pg_vec_dot_f32_f32_ref(Int64(n), w, a)
@@ -536,7 +536,7 @@ enum WType: String, Sendable, CaseIterable, CustomTestStringConvertible {
     }
 
     @Test func f16Dot() {
-        var rng = SplitMix64(seed: 2)
+        var rng = CKSplitMix64(seed: 2)
         for n in Self.lengths {
             let wh = rng.floats(n).map { Float16($0).bitPattern }
             let a = rng.floats(n)
@@ -548,7 +548,7 @@ enum WType: String, Sendable, CaseIterable, CustomTestStringConvertible {
     }
 
     @Test func bf16Dot() {
-        var rng = SplitMix64(seed: 3)
+        var rng = CKSplitMix64(seed: 3)
         for n in Self.lengths {
             let wb = rng.floats(n).map { UInt16($0.bitPattern >> 16) }
             let a = rng.floats(n)
@@ -560,7 +560,7 @@ enum WType: String, Sendable, CaseIterable, CustomTestStringConvertible {
     }
 
     @Test func axpy() {
-        var rng = SplitMix64(seed: 4)
+        var rng = CKSplitMix64(seed: 4)
         for n in Self.lengths {
             let x = rng.floats(n), y0 = rng.floats(n), alpha = rng.float(-3, 3)
             var yf = y0, yr = y0
@@ -605,7 +605,7 @@ enum WType: String, Sendable, CaseIterable, CustomTestStringConvertible {
             let mid = (lo + hi) / 2
             xs += [lo, -lo, mid, -mid, mid.nextUp, mid.nextDown, -mid.nextUp]
         }
-        var rng = SplitMix64(seed: 5)
+        var rng = CKSplitMix64(seed: 5)
         for _ in 0..<100_000 { xs.append(Float(bitPattern: UInt32(truncatingIfNeeded: rng.next()))) }
         xs += [1.5, -2.25, 3]  // odd tail length
         var yf = [UInt16](repeating: 0, count: xs.count), yr = yf
