@@ -1,5 +1,5 @@
 // Innermost SIMD kernels for PanGalactic (AVX2/FMA/F16C), each with a plain scalar `_ref` twin.
-// Layouts follow ggml's block formats exactly (see docs/kernels.md). All functions take byte
+// Layouts follow ggml's block formats exactly (see docs/architecture.md, "Kernels"). All functions take byte
 // pointers to contiguous blocks; `n` is the number of logical values and must be a multiple of
 // the format's block size (32, or 256 for K-quants). Callers validate shapes before calling.
 #ifndef PANGALACTIC_CKERNELS_H
@@ -56,6 +56,16 @@ void pg_axpy_f32(int64_t n, float a, const float *x, float *y);
 // IEEE half <-> float for whole rows (F16C).
 void pg_f16_to_f32_row(const uint16_t *x, float *y, int64_t n);
 void pg_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
+
+// ---- Additions: scalar twins of the helpers above and portable half conversions ---------------
+// The _ref conversions are plain C (no F16C): exact, round-to-nearest-even, and handle
+// subnormals, infinities and NaN (NaN payloads are truncated/quieted; only NaN-ness is promised).
+// pg_axpy_f32_ref uses fmaf, so it matches pg_axpy_f32 bit for bit.
+void pg_axpy_f32_ref(int64_t n, float a, const float *x, float *y);
+void pg_f16_to_f32_row_ref(const uint16_t *x, float *y, int64_t n);
+void pg_f32_to_f16_row_ref(const float *x, uint16_t *y, int64_t n);
+float pg_fp16_to_fp32_ref(uint16_t h);
+uint16_t pg_fp32_to_fp16_ref(float f);
 
 // A spin-wait hint for the thread pool's barrier (PAUSE on x86).
 static inline void pg_cpu_relax(void) {
