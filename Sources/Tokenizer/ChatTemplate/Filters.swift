@@ -161,7 +161,10 @@ enum JinjaFilters {
             }
             let first = b[1]?.truthy ?? false
             let blank = b[2]?.truthy ?? false
-            let s = text(value) + "\n"
+            guard case let .string(source) = try r.require(value, pos) else {
+                throw err("indent expects a string, not \(value.typeName)")
+            }
+            let s = source + "\n"
             let lines = PyString.splitlines(s, keepends: false)
             var rv: String
             if blank {
@@ -430,6 +433,17 @@ enum JinjaFilters {
             }
             guard length >= end.count else { throw err("expected length >= \(end.count), got \(length)") }
             guard leeway >= 0 else { throw err("expected leeway >= 0, got \(leeway)") }
+            switch value {
+            case .string, .undefined: break
+            case let .array(a), let .tuple(a):
+                if a.count <= length + leeway { return value }
+                throw err("truncate expects a string")
+            case let .object(o):
+                if o.count <= length + leeway { return value }
+                throw err("truncate expects a string")
+            default:
+                throw err("object of type '\(value.typeName)' has no len()")
+            }
             let s = Array(text(value).unicodeScalars)
             if s.count <= length + leeway { return .string(text(value)) }
             let head = Array(s.prefix(length - end.count))
