@@ -451,6 +451,33 @@ private func checkReference(_ source: String, _ casesJSON: String) throws {
         #expect(throws: ChatTemplateError.recursionLimitExceeded(limit: 64)) { try recursive.render(context: [:]) }
     }
 
+    @Test func amplificationIsBounded() throws {
+        var limits = ChatTemplateLimits()
+        limits.maxOutputBytes = 1000
+        func small(_ source: String) throws -> String {
+            try ChatTemplate(source: source, limits: limits).render(context: [:])
+        }
+        let setup = "{% set s = 'x' * 1000 %}{% set l = [s] * 1000 %}"
+        #expect(throws: ChatTemplateError.outputLimitExceeded(limit: 1000)) { try small(setup + "{{ l | map('upper') | list | length }}") }
+        #expect(throws: ChatTemplateError.outputLimitExceeded(limit: 1000)) { try small(setup + "{{ l | join }}") }
+        #expect(throws: ChatTemplateError.outputLimitExceeded(limit: 1000)) { try small(setup + "{{ ''.join(l) | length }}") }
+        #expect(throws: ChatTemplateError.outputLimitExceeded(limit: 1000)) { try small(setup + "{{ s | replace('x', s) | length }}") }
+        #expect(throws: ChatTemplateError.outputLimitExceeded(limit: 1000)) { try small(setup + "{{ ('\\n' * 999) | indent(s) | length }}") }
+        #expect(throws: ChatTemplateError.outputLimitExceeded(limit: 1000)) { try small(setup + "{{ l }}") }
+        #expect(try small(setup + "{{ l | length }}|{{ s | length }}") == "1000|1000")
+    }
+
+    @Test func deeplyNestedRuntimeValuesDoNotCrash() throws {
+        let build = "{% set ns = namespace(x=1) %}{% for i in range(20000) %}{% set ns.x = [ns.x] %}{% endfor %}"
+        let printed = try render(build + "{{ ns.x }}")
+        #expect(printed.hasPrefix("[[[[") && printed.contains("..."))
+        #expect(throws: ChatTemplateError.self) { try render(build + "{{ ns.x | tojson }}") }
+        _ = try render(build + "{{ ns.x == ns.x }}{{ ns.x | length }}")
+        // Expressions just under the parser's nesting limit still evaluate.
+        let nested = "{{ " + String(repeating: "(", count: 40) + "1" + String(repeating: ")", count: 40) + " }}"
+        #expect(try render(nested) == "1")
+    }
+
     @Test func deepNestingIsRejectedNotCrashing() {
         let deep = "{{ " + String(repeating: "(", count: 5000) + "1" + String(repeating: ")", count: 5000) + " }}"
         #expect(throws: ChatTemplateError.self) { try ChatTemplate(source: deep) }

@@ -233,7 +233,7 @@ enum JinjaPercentFormat {
 extension String {
     func jinjaReplacing(_ target: String, _ replacement: String) -> String {
         guard !target.isEmpty else { return self }
-        return PyString.replace(self, target, replacement, count: -1)
+        return PyString.replace(self, target, replacement, count: -1, limit: Int.max)
     }
 }
 
@@ -263,7 +263,9 @@ enum PyString {
         return -1
     }
 
-    static func replace(_ s: String, _ old: String, _ new: String, count: Int) -> String {
+    /// Python str.replace; stops early once the result exceeds `limit` scalars (the caller's
+    /// size check then fails) so hostile inputs cannot balloon memory.
+    static func replace(_ s: String, _ old: String, _ new: String, count: Int, limit: Int) -> String {
         let hay = Array(s.unicodeScalars)
         let needle = Array(old.unicodeScalars)
         let rep = Array(new.unicodeScalars)
@@ -271,6 +273,7 @@ enum PyString {
         var done = 0
         if needle.isEmpty {
             for c in hay {
+                if out.count > limit { break }
                 if count < 0 || done < count {
                     out += rep
                     done += 1
@@ -282,6 +285,7 @@ enum PyString {
         }
         var i = 0
         while i < hay.count {
+            if out.count > limit { break }
             if (count < 0 || done < count), i + needle.count <= hay.count,
                hay[i..<(i + needle.count)].elementsEqual(needle) {
                 out += rep
@@ -726,7 +730,7 @@ enum JinjaMethods {
                 throw r.runtime("replace expected 2 arguments", pos)
             }
             let count = try int(b[2], "count", pos, r) ?? -1
-            return .string(try r.checkSize(PyString.replace(s, old, new, count: count)))
+            return .string(try r.checkSize(PyString.replace(s, old, new, count: count, limit: r.limits.maxOutputBytes)))
         case "find", "rfind", "index", "rindex", "count":
             let b = try jinjaBindArgs(name, ["sub", "start", "end"], args, kwargs, pos: pos)
             guard let sub = try str(b[0], "\(name) arg", pos, r) else { throw r.runtime("\(name) expected a string", pos) }
@@ -752,14 +756,16 @@ enum JinjaMethods {
             return .int(found)
         case "join":
             let b = try jinjaBindArgs(name, ["iterable"], args, kwargs, pos: pos)
-            var parts: [String] = []
+            var out = ""
             for (i, item) in try r.iterate(b[0] ?? .array([]), pos).enumerated() {
                 guard case let .string(p) = item else {
                     throw r.runtime("sequence item \(i): expected str instance, \(item.typeName) found", pos)
                 }
-                parts.append(p)
+                if i > 0 { out += s }
+                out += p
+                _ = try r.checkSize(out)
             }
-            return .string(try r.checkSize(parts.joined(separator: s)))
+            return .string(out)
         case "format":
             return .string(try r.checkSize(try braceFormat(s, args, kwargs, pos: pos, r)))
         case "isdigit", "isnumeric", "isdecimal":

@@ -166,6 +166,9 @@ enum JinjaFilters {
             }
             let s = source + "\n"
             let lines = PyString.splitlines(s, keepends: false)
+            let (extra, overflow) = lines.count.multipliedReportingOverflow(by: indention.utf8.count)
+            if overflow { throw ChatTemplateError.outputLimitExceeded(limit: r.limits.maxOutputBytes) }
+            try r.checkCount(s.utf8.count + extra)
             var rv: String
             if blank {
                 rv = lines.joined(separator: "\n" + indention)
@@ -236,7 +239,8 @@ enum JinjaFilters {
             return .string(PyString.upper(text(value)))
 
         case "map":
-            let items = try r.iterate(value, pos)
+            // Jinja's map/select family yields nothing for falsy input (None, 0, "").
+            let items = value.truthy ? try r.iterate(value, pos) : []
             if args.isEmpty, let attrKw = kwargs.first(where: { $0.0 == "attribute" }) {
                 for (k, _) in kwargs where k != "attribute" && k != "default" {
                     throw err("Unexpected keyword argument '\(k)'")
@@ -252,7 +256,7 @@ enum JinjaFilters {
             guard case let .string(filterName)? = args.first else { throw err("map requires a filter name or attribute=") }
             guard known.contains(filterName) else { throw ChatTemplateError.unknownFilter(name: filterName, line: pos.line, column: pos.column) }
             let rest = Array(args.dropFirst())
-            return .array(try items.map { try apply(filterName, $0, rest, kwargs, pos: pos, renderer: r) })
+            return .array(try items.map { try r.charge(try apply(filterName, $0, rest, kwargs, pos: pos, renderer: r)) })
 
         case "max", "min":
             let b = try bind(["case_sensitive", "attribute"])
@@ -277,7 +281,7 @@ enum JinjaFilters {
             return best
 
         case "reject", "select", "rejectattr", "selectattr":
-            let items = try r.iterate(value, pos)
+            let items = value.truthy ? try r.iterate(value, pos) : []
             var rest = args
             var getter: ((JinjaValue) throws -> JinjaValue)? = nil
             if name.hasSuffix("attr") {
@@ -309,7 +313,8 @@ enum JinjaFilters {
                 count = -1
             }
             return .string(try r.checkSize(PyString.replace(text(value), text(b[0] ?? .string("")),
-                                                            text(b[1] ?? .string("")), count: count)))
+                                                            text(b[1] ?? .string("")), count: count,
+                                                            limit: r.limits.maxOutputBytes)))
 
         case "reverse":
             _ = try bind([])

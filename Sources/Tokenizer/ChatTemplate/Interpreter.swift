@@ -51,6 +51,21 @@ final class JinjaRenderer {
         return v
     }
 
+    /// Total bytes of strings produced by operators, filters and methods; bounded so that
+    /// hostile templates cannot grind through unbounded memory even when each value is small.
+    private var produced = 0
+
+    func charge(_ v: JinjaValue) throws -> JinjaValue {
+        if case let .string(s) = v {
+            produced += s.utf8.count
+            let budget = limits.maxOutputBytes.multipliedReportingOverflow(by: 256)
+            if !budget.overflow && produced > budget.partialValue {
+                throw ChatTemplateError.outputLimitExceeded(limit: limits.maxOutputBytes)
+            }
+        }
+        return v
+    }
+
     func checkSize(_ s: String) throws -> String {
         if s.utf8.count > limits.maxOutputBytes {
             throw ChatTemplateError.outputLimitExceeded(limit: limits.maxOutputBytes)
@@ -323,7 +338,7 @@ final class JinjaRenderer {
                 let left = try eval(l)
                 return left.truthy ? left : try eval(r)
             default:
-                return try arithmetic(op, try eval(l), try eval(r), e.pos)
+                return try charge(try arithmetic(op, try eval(l), try eval(r), e.pos))
             }
         case let .concat(items):
             var s = ""
@@ -331,7 +346,7 @@ final class JinjaRenderer {
                 s += PyFormat.str(try eval(item))
                 _ = try checkSize(s)
             }
-            return .string(s)
+            return try charge(.string(s))
         case let .compare(first, ops):
             var left = try eval(first)
             for (op, rightExpr) in ops {
@@ -362,7 +377,7 @@ final class JinjaRenderer {
 
     func applyFilter(_ f: JinjaFilterCall, to v: JinjaValue) throws -> JinjaValue {
         let (positional, keywords) = try evalArgs(f.args)
-        return try JinjaFilters.apply(f.name, v, positional, keywords, pos: f.pos, renderer: self)
+        return try charge(try JinjaFilters.apply(f.name, v, positional, keywords, pos: f.pos, renderer: self))
     }
 
     // MARK: - Attribute and item access
@@ -686,7 +701,7 @@ final class JinjaRenderer {
             case let .global(name):
                 return try JinjaGlobals.call(name, args, kwargs, pos: pos, renderer: self)
             case let .method(receiver, name):
-                return try JinjaMethods.call(receiver, name, args, kwargs, pos: pos, renderer: self)
+                return try charge(try JinjaMethods.call(receiver, name, args, kwargs, pos: pos, renderer: self))
             case let .macro(box, caller):
                 return try callMacro(box, args, kwargs, caller: caller, pos: pos)
             case let .cycle(index):

@@ -16,6 +16,7 @@ enum JinjaJSONWriter {
                      keySeparator: String, sortKeys: Bool, ensureASCII: Bool, level: Int,
                      maxBytes: Int = Int.max) throws {
         if out.utf8.count > maxBytes { throw Failure.notSerializable("output too large") }
+        if level > PyFormat.maxDepth { throw Failure.notSerializable("deeply nested value") }
         switch v {
         case .none: out += "null"
         case let .bool(b): out += b ? "true" : "false"

@@ -230,15 +230,47 @@ enum PyFormat {
     }
 
     /// `repr(value)`.
+    /// Nesting beyond this depth is elided ("...") instead of recursing further.
+    static let maxDepth = 512
+
+    /// Containers stop printing after this many bytes (the output limit then trips).
+    static let maxReprBytes = 1 << 26
+
     static func repr(_ v: JinjaValue) -> String {
+        var out = ""
+        repr(v, into: &out, depth: 0)
+        return out
+    }
+
+    private static func repr(_ v: JinjaValue, into out: inout String, depth: Int) {
+        if depth > maxDepth || out.utf8.count > maxReprBytes {
+            out += "..."
+            return
+        }
+        func items(_ a: [JinjaValue], _ open: String, _ close: String) {
+            out += open
+            for (i, x) in a.enumerated() {
+                if i > 0 { out += ", " }
+                repr(x, into: &out, depth: depth + 1)
+                if out.utf8.count > maxReprBytes { break }
+            }
+            out += close
+        }
         switch v {
-        case .undefined: return "Undefined"
-        case let .string(s): return reprString(s)
-        case let .array(a): return "[" + a.map(repr).joined(separator: ", ") + "]"
-        case let .tuple(a): return "(" + a.map(repr).joined(separator: ", ") + (a.count == 1 ? ",)" : ")")
+        case .undefined: out += "Undefined"
+        case let .string(s): out += reprString(s)
+        case let .array(a): items(a, "[", "]")
+        case let .tuple(a): items(a, "(", a.count == 1 ? ",)" : ")")
         case let .object(o):
-            return "{" + o.entries.map { reprString($0.0) + ": " + repr($0.1) }.joined(separator: ", ") + "}"
-        default: return str(v)
+            out += "{"
+            for (i, (k, x)) in o.entries.enumerated() {
+                if i > 0 { out += ", " }
+                out += reprString(k) + ": "
+                repr(x, into: &out, depth: depth + 1)
+                if out.utf8.count > maxReprBytes { break }
+            }
+            out += "}"
+        default: out += str(v)
         }
     }
 
@@ -287,16 +319,17 @@ enum PyFormat {
 
 enum PyCompare {
     /// Python `==`.
-    static func equal(_ a: JinjaValue, _ b: JinjaValue) -> Bool {
+    static func equal(_ a: JinjaValue, _ b: JinjaValue, depth: Int = 0) -> Bool {
+        if depth > PyFormat.maxDepth { return false }
         switch (a, b) {
         case (.undefined, .undefined), (.none, .none): return true
         case let (.string(x), .string(y)): return x.unicodeScalars.elementsEqual(y.unicodeScalars)
         case let (.array(x), .array(y)), let (.tuple(x), .tuple(y)):
-            return x.count == y.count && zip(x, y).allSatisfy { equal($0, $1) }
+            return x.count == y.count && zip(x, y).allSatisfy { equal($0, $1, depth: depth + 1) }
         case let (.object(x), .object(y)):
             guard x.count == y.count else { return false }
             for (k, v) in x.entries {
-                guard let w = y[k], equal(v, w) else { return false }
+                guard let w = y[k], equal(v, w, depth: depth + 1) else { return false }
             }
             return true
         case let (.namespace(x), .namespace(y)): return x === y
@@ -315,13 +348,14 @@ enum PyCompare {
     }
 
     /// Python `<` ordering; nil when the types are not orderable.
-    static func less(_ a: JinjaValue, _ b: JinjaValue) -> Bool? {
+    static func less(_ a: JinjaValue, _ b: JinjaValue, depth: Int = 0) -> Bool? {
+        if depth > PyFormat.maxDepth { return nil }
         switch (a, b) {
         case let (.string(x), .string(y)):
             return x.unicodeScalars.lexicographicallyPrecedes(y.unicodeScalars)
         case let (.array(x), .array(y)), let (.tuple(x), .tuple(y)):
-            for (p, q) in zip(x, y) where !equal(p, q) {
-                return less(p, q)
+            for (p, q) in zip(x, y) where !equal(p, q, depth: depth + 1) {
+                return less(p, q, depth: depth + 1)
             }
             return x.count < y.count
         default:
