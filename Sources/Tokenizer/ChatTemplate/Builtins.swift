@@ -66,7 +66,7 @@ enum PyMath {
 
     static func pow(_ x: Double, _ y: Double) -> Double {
         #if canImport(Glibc) || canImport(Musl) || canImport(Darwin)
-        return Glibc_pow(x, y)
+        return cPow(x, y)
         #else
         return .nan
         #endif
@@ -92,14 +92,14 @@ enum PyMath {
             return Double(cFormat("%.\(digits)f", x)) ?? x
         }
         if digits < -330 { return Double(signOf: x, magnitudeOf: 0) }
-        let scale = Glibc_pow(10, Double(-digits))
+        let scale = cPow(10, Double(-digits))
         let r = (x / scale).rounded(.toNearestOrEven) * scale
         return r
     }
 }
 
 #if canImport(Glibc) || canImport(Musl) || canImport(Darwin)
-@inline(__always) private func Glibc_pow(_ x: Double, _ y: Double) -> Double { pow(x, y) }
+@inline(__always) private func cPow(_ x: Double, _ y: Double) -> Double { pow(x, y) }
 #endif
 
 // MARK: - printf-style formatting (`"%s" % x`, `| format`)
@@ -120,7 +120,6 @@ enum JinjaPercentFormat {
         var out = ""
         var i = 0
         var next = 0
-        var usedMapping = false
         while i < s.count {
             let c = s[i]
             if c != "%" {
@@ -171,7 +170,6 @@ enum JinjaPercentFormat {
             let value: JinjaValue
             if let key {
                 guard let mapping else { throw err("format requires a mapping") }
-                usedMapping = true
                 guard let v = mapping[key] else { throw err("KeyError: '\(key)'") }
                 value = v
             } else {
@@ -225,7 +223,6 @@ enum JinjaPercentFormat {
         if mapping == nil && next < items.count {
             throw err("not all arguments converted during string formatting")
         }
-        _ = usedMapping
         return out
     }
 }
@@ -543,7 +540,7 @@ enum JinjaDateFormat {
         var size = 256
         while size <= 1 << 16 {
             var buffer = [CChar](repeating: 0, count: size)
-            let n = Glibc_strftime(&buffer, size, format, &parts)
+            let n = cStrftime(&buffer, size, format, &parts)
             if n > 0 {
                 return String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
             }
@@ -558,13 +555,13 @@ enum JinjaDateFormat {
 
 #if canImport(Glibc) || canImport(Musl) || canImport(Darwin)
 @inline(__always)
-private func Glibc_strftime(_ buffer: UnsafeMutablePointer<CChar>, _ size: Int, _ format: String,
+private func cStrftime(_ buffer: UnsafeMutablePointer<CChar>, _ size: Int, _ format: String,
                             _ parts: UnsafePointer<tm>) -> Int {
     strftime(buffer, size, format, parts)
 }
 #endif
 
-// MARK: - JinjaMethods of str, dict and list
+// MARK: - Methods of str, dict and list
 
 enum JinjaMethods {
     static let string: Set<String> = [

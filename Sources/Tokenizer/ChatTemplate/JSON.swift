@@ -49,9 +49,8 @@ enum JinjaJSONWriter {
             try dumpObject(o.entries, into: &out, indent: indent, itemSeparator: itemSeparator,
                            keySeparator: keySeparator, sortKeys: sortKeys, ensureASCII: ensureASCII,
                            level: level, maxBytes: maxBytes)
-        case let .namespace(ns):
-            // Python's json cannot serialize a JinjaNamespace either.
-            _ = ns
+        case .namespace:
+            // Python's json cannot serialize a Namespace either.
             throw Failure.notSerializable("Namespace")
         case .undefined: throw Failure.notSerializable("Undefined")
         case .callable: throw Failure.notSerializable("function")

@@ -12,7 +12,7 @@ struct JinjaParser {
         self.maxDepth = maxDepth
     }
 
-    // MARK: - JinjaToken helpers
+    // MARK: - Token helpers
 
     private var current: JinjaToken { tokens[min(p, tokens.count - 1)] }
 
