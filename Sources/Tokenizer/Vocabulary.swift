@@ -95,11 +95,19 @@ public struct Vocabulary: Sendable {
     }
 
     /// llama.cpp's value of `add_bos` when `tokenizer.ggml.add_bos_token` is absent: true for
-    /// SPM and for the llama3 family of BPE pre-tokenizers ("llama3", "llama-bpe", ...).
+    /// SPM and for the llama3 family of BPE pre-tokenizers ("llama3", "llama-bpe", ...),
+    /// "tekken" and "chameleon".
     public static func defaultAddBOS(model: Model, preTokenizer: String) -> Bool {
         switch model {
         case .llama: return true
-        case .gpt2: return PreTokenizer.Kind(name: preTokenizer).ignoresMerges(name: preTokenizer)
+        case .gpt2:
+            switch preTokenizer {
+            case "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0",
+                 "lfm2", "jina-v5-nano", "tekken", "chameleon":
+                return true
+            default:
+                return false
+            }
         }
     }
 
