@@ -19,7 +19,7 @@ public struct PreTokenizer: Sendable, Equatable {
         /// llama.cpp's "default" (also used when `tokenizer.ggml.pre` is missing):
         /// `[\p{P}\$\+<=>\^~\|]+`, the GPT-2 pattern, `\p{N}+`, `[0-9][0-9][0-9]`.
         case llamaDefault
-        /// `[\p{P}\$\+<=>\^~\|]+`, the GPT-2 pattern, `[0-9][0-9][0-9]`.
+        /// ``[\p{P}\$\+<=>\^~\|`]+``, the GPT-2 pattern, `[0-9][0-9][0-9]`.
         case falcon
 
         /// The splitting llama.cpp uses for a `tokenizer.ggml.pre` name. Names this engine does
@@ -29,7 +29,7 @@ public struct PreTokenizer: Sendable, Equatable {
             case "", "default":
                 self = .llamaDefault
             case "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0",
-                 "lfm2", "jina-v5-nano", "dbrx", "smaug-bpe", "glm4", "chatglm-bpe":
+                 "lfm2", "jina-v5-nano", "dbrx", "smaug-bpe", "chatglm-bpe", "glm4", "glm5":
                 self = .llama3
             case "qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "megrez", "stablelm2", "hunyuan",
                  "solar-open", "grok-2":
@@ -45,11 +45,12 @@ public struct PreTokenizer: Sendable, Equatable {
         }
 
         /// Whether llama.cpp looks a whole piece up in the vocabulary before merging
-        /// (`ignore_merges`), which it does for the llama3 family.
+        /// (`ignore_merges`), which it does for the llama3 family and a few others.
         func ignoresMerges(name: String) -> Bool {
             switch name {
             case "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0",
-                 "lfm2", "jina-v5-nano":
+                 "lfm2", "jina-v5-nano", "glm4", "glm5", "minicpm5", "youtu", "tekken",
+                 "granite-embed-multi-97m":
                 return true
             default:
                 return false
@@ -115,8 +116,10 @@ public struct PreTokenizer: Sendable, Equatable {
         case .smollm: steps = [.eachNumber, .gpt2]
         case .qwen2: steps = [.llama3(maxDigits: 1)]
         case .llama3: steps = [.llama3(maxDigits: 3)]
-        case .llamaDefault: steps = [.punctuationRun, .gpt2, .numberRun, .asciiDigitTriples]
-        case .falcon: steps = [.punctuationRun, .gpt2, .asciiDigitTriples]
+        case .llamaDefault:
+            steps = [.punctuationRun(backtick: false), .gpt2, .numberRun, .asciiDigitTriples]
+        case .falcon:
+            steps = [.punctuationRun(backtick: true), .gpt2, .asciiDigitTriples]
         }
 
         codePoints.withUnsafeBufferPointer { cps in
@@ -140,7 +143,7 @@ public struct PreTokenizer: Sendable, Equatable {
         case llama3(maxDigits: Int)
         case eachNumber
         case numberRun
-        case punctuationRun
+        case punctuationRun(backtick: Bool)
         case asciiDigitTriples
     }
 }
@@ -170,10 +173,12 @@ private enum Scanner {
                 while q < hi && cls[q].contains(.number) { q += 1 }
                 return q - p
             }
-        case .punctuationRun:
+        case .punctuationRun(let backtick):
             matchesAndGaps(lo: lo, hi: hi, out: &out) { p in
                 var q = p
-                while q < hi && isDefaultPunctuation(cps[q], cls[q]) { q += 1 }
+                while q < hi && (isDefaultPunctuation(cps[q], cls[q]) || (backtick && cps[q] == 0x60)) {
+                    q += 1
+                }
                 return q - p
             }
         case .asciiDigitTriples:

@@ -159,7 +159,7 @@ public final class Tokenizer: Sendable {
                 attrs[Int(end)] = .userDefined
             }
         }
-        if eogHas("<|tool_response>") != nil, let s = eogHas("</s>") {
+        if eogHas("<|tool_response>") != nil || eogHas("<|plamo:eos|>") != nil, let s = eogHas("</s>") {
             eog.remove(s)
             attrs[Int(s)] = .normal
         }

@@ -15,6 +15,8 @@ struct PreTokenizerTests {
         #expect(PreTokenizer(name: "qwen2").kind == .qwen2)
         #expect(PreTokenizer(name: "llama-bpe").kind == .llama3)
         #expect(PreTokenizer(name: "llama3").kind == .llama3)
+        #expect(PreTokenizer(name: "glm4").kind == .llama3)
+        #expect(PreTokenizer(name: "falcon").kind == .falcon)
         #expect(PreTokenizer(name: "gpt-2").kind == .gpt2)
         #expect(PreTokenizer(name: "default").kind == .llamaDefault)
         #expect(PreTokenizer(name: "").kind == .llamaDefault)
@@ -79,5 +81,8 @@ struct PreTokenizerTests {
     @Test func llamaCppDefaultSequence() {
         let p = PreTokenizer(name: "default")
         #expect(p.split("Hello, world! 12345") == ["Hello", ",", " world", "!", " ", "123", "45"])
+        // The backtick is not in the default punctuation class, but falcon's includes it.
+        #expect(p.split("x`.y") == ["x", "`", ".", "y"])
+        #expect(PreTokenizer(name: "falcon").split("x`.y") == ["x", "`.", "y"])
     }
 }
