@@ -1,6 +1,8 @@
 /// Character classes used by the pre-tokenizer scanners, matching llama.cpp's unicode flags:
 /// letters are general category L*, numbers N*, punctuation P*, and whitespace is the Unicode
 /// White_Space property (the 25 code points llama.cpp lists; U+001C...U+001F are not in it).
+/// Categories come from the toolchain's Unicode tables, limited to the characters assigned
+/// by llama.cpp's Unicode version.
 struct CharClass: OptionSet, Sendable {
     let rawValue: UInt8
     static let letter = CharClass(rawValue: 1)
@@ -33,9 +35,18 @@ struct CharClass: OptionSet, Sendable {
         }
     }
 
+    /// The Unicode version of llama.cpp's character table (unicode-data.cpp): characters
+    /// assigned later count as unassigned there, whatever this toolchain's tables say.
+    static let unicodeVersion = (major: 15, minor: 1)
+
     private static func computed(_ scalar: Unicode.Scalar) -> CharClass {
         if isWhitespace(scalar.value) { return .whitespace }
-        switch scalar.properties.generalCategory {
+        let properties = scalar.properties
+        guard let age = properties.age,
+              age.major < unicodeVersion.major
+                || (age.major == unicodeVersion.major && age.minor <= unicodeVersion.minor)
+        else { return [] }
+        switch properties.generalCategory {
         case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter:
             return .letter
         case .decimalNumber, .letterNumber, .otherNumber:

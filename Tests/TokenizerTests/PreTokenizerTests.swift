@@ -78,6 +78,14 @@ struct PreTokenizerTests {
         #expect(gpt2.split("a\u{1C}b") == ["a", "\u{1C}", "b"])
     }
 
+    @Test func charactersNewerThanLlamaCppsUnicodeTablesAreUnassigned() {
+        // llama.cpp's tables are Unicode 15.1: CJK Extension I (15.1) is a letter, while
+        // U+1C89 (16.0) and CJK Extension J (17.0) are unassigned there.
+        #expect(gpt2.split("a\u{2EBF0}b") == ["a\u{2EBF0}b"])
+        #expect(gpt2.split("a\u{1C89}b") == ["a", "\u{1C89}", "b"])
+        #expect(gpt2.split("a\u{323B0}b") == ["a", "\u{323B0}", "b"])
+    }
+
     @Test func llamaCppDefaultSequence() {
         let p = PreTokenizer(name: "default")
         #expect(p.split("Hello, world! 12345") == ["Hello", ",", " world", "!", " ", "123", "45"])
