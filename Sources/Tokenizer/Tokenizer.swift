@@ -339,13 +339,30 @@ public final class Tokenizer: Sendable {
     func partition(_ bytes: [UInt8], parseSpecial: Bool) -> [Fragment] {
         var fragments: [Fragment] = [.text(0, bytes.count)]
         var next: [Fragment] = []
+        // Which byte pairs (and single bytes) occur in the text, to skip most special tokens
+        // without scanning when a vocabulary has thousands of them.
+        var pairSeen = [UInt64](repeating: 0, count: 1024)
+        var byteSeen = [UInt64](repeating: 0, count: 4)
+        for i in 0..<bytes.count {
+            byteSeen[Int(bytes[i] >> 6)] |= 1 << UInt64(bytes[i] & 63)
+            if i + 1 < bytes.count {
+                let pair = Int(bytes[i]) << 8 | Int(bytes[i + 1])
+                pairSeen[pair >> 6] |= 1 << UInt64(pair & 63)
+            }
+        }
         bytes.withUnsafeBufferPointer { haystack in
             for id in specialTokens {
                 let attrs = attributes[Int(id)]
                 if !parseSpecial && !attrs.intersection([.control, .unknown]).isEmpty { continue }
                 let key = tokenTable.key(at: Int(id))
                 key.withUnsafeBufferPointer { needle in
-                    guard let firstByte = needle.first else { return }
+                    guard let firstByte = needle.first, needle.count <= haystack.count else { return }
+                    if needle.count == 1 {
+                        guard byteSeen[Int(firstByte >> 6)] & (1 << UInt64(firstByte & 63)) != 0 else { return }
+                    } else {
+                        let pair = Int(firstByte) << 8 | Int(needle[1])
+                        guard pairSeen[pair >> 6] & (1 << UInt64(pair & 63)) != 0 else { return }
+                    }
                     next.removeAll(keepingCapacity: true)
                     var changed = false
                     for fragment in fragments {
