@@ -104,16 +104,13 @@ public final class Tokenizer: Sendable {
         scores = v.scores.isEmpty ? [Float](repeating: 0, count: n) : v.scores
 
         // Token texts (llama.cpp renames empty ones) and the text-to-id table.
+        // Entry i of the table is token i, so the table also holds the token texts.
         var table = ByteStringTable(capacity: n)
-        var texts: [[UInt8]] = []
-        texts.reserveCapacity(n)
         for (i, token) in v.tokens.enumerated() {
-            var bytes = Array(token.utf8)
-            if bytes.isEmpty { bytes = Array("[EMPTY_\(i)]".utf8) }
-            if let first = table.insert(bytes, value: Int32(i)) {
+            var text = token.isEmpty ? "[EMPTY_\(i)]" : token
+            if let first = text.withUTF8({ table.insert($0, value: Int32(i)) }) {
                 throw .duplicateToken(text: token, firstID: first, secondID: Int32(i))
             }
-            texts.append(bytes)
         }
 
         var attrs = v.tokenTypes.isEmpty
@@ -170,7 +167,7 @@ public final class Tokenizer: Sendable {
         let special = (0..<n).filter { !attrs[$0].intersection(specialMask).isEmpty }
         specialTokens = special.enumerated()
             .sorted { a, b in
-                let la = texts[a.element].count, lb = texts[b.element].count
+                let la = table.key(at: a.element).count, lb = table.key(at: b.element).count
                 return la != lb ? la > lb : a.offset < b.offset
             }
             .map { Int32($0.element) }
@@ -181,7 +178,7 @@ public final class Tokenizer: Sendable {
         var starts: [Int32] = [0]
         starts.reserveCapacity(n + 1)
         for i in 0..<n {
-            Self.appendPiece(text: texts[i], attributes: attrs[i], model: v.model, to: &pieces)
+            Self.appendPiece(text: table.key(at: i), attributes: attrs[i], model: v.model, to: &pieces)
             starts.append(Int32(truncatingIfNeeded: pieces.count))
         }
         pieceBytes = pieces
@@ -671,16 +668,16 @@ public final class Tokenizer: Sendable {
     /// Appends what a token renders to with special tokens shown (llama.cpp's token_to_piece
     /// with special = true).
     static func appendPiece(
-        text: [UInt8], attributes: TokenAttributes, model: Vocabulary.Model, to out: inout [UInt8]
+        text: ArraySlice<UInt8>, attributes: TokenAttributes, model: Vocabulary.Model, to out: inout [UInt8]
     ) {
         if !attributes.intersection([.unknown, .control, .userDefined]).isEmpty {
             out.append(contentsOf: text)
         } else if attributes.contains(.normal) {
             switch model {
             case .llama:
-                var i = 0
-                while i < text.count {
-                    if i + 2 < text.count && text[i] == 0xE2 && text[i + 1] == 0x96 && text[i + 2] == 0x81 {
+                var i = text.startIndex
+                while i < text.endIndex {
+                    if i + 2 < text.endIndex && text[i] == 0xE2 && text[i + 1] == 0x96 && text[i + 2] == 0x81 {
                         out.append(0x20)
                         i += 3
                     } else {
@@ -698,13 +695,37 @@ public final class Tokenizer: Sendable {
 
     /// Maps each byte-level character back to its byte; a character outside the mapping
     /// becomes llama.cpp's "[UNK_BYTE_0x..]" marker.
-    static func appendByteLevelDecoded(_ text: [UInt8], to out: inout [UInt8]) {
+    static func appendByteLevelDecoded(_ text: ArraySlice<UInt8>, to out: inout [UInt8]) {
+        // Byte-level tokens are short runs of 1- and 2-byte characters: decode them inline.
+        var i = text.startIndex
+        while i < text.endIndex {
+            let lead = text[i]
+            if lead < 0x80 {
+                if let byte = ByteLevel.byteFor(codePoint: UInt32(lead)) {
+                    out.append(byte)
+                    i += 1
+                    continue
+                }
+            } else if lead & 0xE0 == 0xC0, i + 1 < text.endIndex, text[i + 1] & 0xC0 == 0x80 {
+                let cp = UInt32(lead & 0x1F) << 6 | UInt32(text[i + 1] & 0x3F)
+                if let byte = ByteLevel.byteFor(codePoint: cp) {
+                    out.append(byte)
+                    i += 2
+                    continue
+                }
+            }
+            break
+        }
+        if i == text.endIndex { return }
+        // Rare: a character outside the mapping. Decode the rest the slow way.
         var codePoints: [UInt32] = []
         var offsets: [Int32] = []
-        text.withUnsafeBufferPointer { UTF8Support.decode($0, codePoints: &codePoints, offsets: &offsets) }
+        Array(text[i...]).withUnsafeBufferPointer {
+            UTF8Support.decode($0, codePoints: &codePoints, offsets: &offsets)
+        }
         for cp in codePoints {
-            if cp < ByteLevel.codePointToByte.count, ByteLevel.codePointToByte[Int(cp)] >= 0 {
-                out.append(UInt8(ByteLevel.codePointToByte[Int(cp)]))
+            if let byte = ByteLevel.byteFor(codePoint: cp) {
+                out.append(byte)
             } else {
                 out.append(contentsOf: Array("[UNK_BYTE_0x".utf8))
                 var encoded: [UInt8] = []
@@ -721,10 +742,10 @@ public final class Tokenizer: Sendable {
     }
 
     /// The byte of a "<0xXX>" token, read like strtol(text[3..<5], 16) (0 when unreadable).
-    static func byteTokenValue(_ text: [UInt8]) -> UInt8 {
+    static func byteTokenValue(_ text: ArraySlice<UInt8>) -> UInt8 {
         var value: UInt8 = 0
-        var i = 3
-        while i < min(5, text.count) {
+        var i = text.startIndex + 3
+        while i < min(text.startIndex + 5, text.endIndex) {
             let c = text[i]
             let digit: UInt8
             switch c {

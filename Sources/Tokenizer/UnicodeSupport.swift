@@ -169,6 +169,14 @@ enum ByteLevel {
         return out
     }
 
+    /// The byte a code point stands for, if any.
+    @inline(__always)
+    static func byteFor(codePoint: UInt32) -> UInt8? {
+        guard codePoint < UInt32(codePointToByte.count) else { return nil }
+        let byte = codePointToByte[Int(codePoint)]
+        return byte >= 0 ? UInt8(byte) : nil
+    }
+
     /// The byte a code point stands for, or -1 (code points 0..<0x144 cover the mapping).
     static let codePointToByte: [Int16] = {
         var table = [Int16](repeating: -1, count: 0x144)

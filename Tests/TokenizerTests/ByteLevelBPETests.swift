@@ -123,6 +123,16 @@ struct ByteLevelBPETests {
         #expect(tok.decode([0xC3], renderSpecial: false) == "\u{FFFD}")
     }
 
+    @Test func charactersOutsideTheByteMappingRenderAsLlamaCppMarkers() throws {
+        // A normal gpt2 token holding a character that is no byte-level character.
+        var tiny = TinyBPE(extra: [])
+        tiny.tokens.append("a中")
+        tiny.types.append(1)
+        let tok = try Tokenizer(vocabulary: tiny.vocabulary(merges: []))
+        let id = Int32(tiny.tokens.count - 1)
+        #expect(tok.tokenBytes(id, renderSpecial: false) == Array("a[UNK_BYTE_0xe4b8ada中]".utf8))
+    }
+
     @Test func decodeCleansSpacesLikeLlamaCppForGPT2() throws {
         let tiny = TinyBPE(extra: [])
         let ids = " Hi , it 's me ' ok ' !".utf8.map { Int32($0) }
