@@ -144,6 +144,8 @@ public enum TokenizerError: Error, Equatable, Sendable {
     case duplicateToken(text: String, firstID: Int32, secondID: Int32)
     /// A merge has no space separating its two parts.
     case malformedMerge(index: Int, text: String)
+    /// A GGUF key the vocabulary needs is absent.
+    case missingKey(String)
     /// `tokenizer.ggml.model` names a tokenizer this engine does not implement.
     case unsupportedModel(name: String)
     /// The vocabulary is larger than Int32 ids can address.
