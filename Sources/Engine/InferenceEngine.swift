@@ -1,0 +1,156 @@
+import GGUF
+import Kernels
+import Models
+import Sampling
+import Tokenizer
+
+/// Errors the engine reports to its callers (CLI, gateway), wrapping lower layers' errors.
+public enum EngineError: Error, CustomStringConvertible {
+    case model(ModelError)
+    case file(GGUFError)
+    case tokenizer(any Error)
+    case template(any Error)
+    case sampling(any Error)
+    case promptTooLong(tokens: Int, context: Int)
+    case emptyPrompt
+    case invalidArgument(String)
+
+    public var description: String {
+        switch self {
+        case let .model(e): return e.description
+        case let .file(e): return e.description
+        case let .tokenizer(e): return "tokenizer: \(e)"
+        case let .template(e): return "chat template: \(e)"
+        case let .sampling(e): return "sampling: \(e)"
+        case let .promptTooLong(t, c): return "the prompt has \(t) tokens but the context holds \(c)"
+        case .emptyPrompt: return "the prompt is empty"
+        case let .invalidArgument(m): return m
+        }
+    }
+}
+
+/// One model loaded for single-process inference: weights, tokenizer, chat template and a
+/// thread pool. It owns the loops shared by the CLI commands (generation, perplexity,
+/// evaluation) so none of them re-implements prefill or sampling.
+public final class InferenceEngine: @unchecked Sendable {
+    public let file: GGUFFile
+    public let model: TransformerModel
+    public let tokenizer: Tokenizer
+    public let chatTemplate: ChatTemplate?
+    public let pool: ComputePool
+    /// Positions one sequence may hold.
+    public let contextLength: Int
+    /// Tokens per forward call during prefill.
+    public let batchSize: Int
+
+    public var config: ModelConfig { model.config }
+
+    public init(modelPath: String, threads: Int = 2, contextLength: Int? = nil, batchSize: Int = 64) throws(EngineError) {
+        do {
+            file = try GGUFFile(path: modelPath)
+        } catch {
+            throw .file(error)
+        }
+        do {
+            model = try TransformerModel(file: file)
+        } catch {
+            throw .model(error)
+        }
+        do {
+            tokenizer = try Tokenizer(vocabulary: Vocabulary(gguf: file))
+        } catch {
+            throw .tokenizer(error)
+        }
+        if let source = file.metadata.string("tokenizer.chat_template") {
+            do {
+                chatTemplate = try ChatTemplate(source: source)
+            } catch {
+                throw .template(error)
+            }
+        } else {
+            chatTemplate = nil
+        }
+        pool = ComputePool(threadCount: threads)
+        let requested = contextLength ?? min(model.config.trainedContextLength, 4096)
+        guard requested > 0, requested <= 1 << 20 else { throw .invalidArgument("context length \(requested) is out of range") }
+        self.contextLength = requested
+        self.batchSize = max(1, batchSize)
+    }
+
+    /// A KV cache and scratch for one sequence; reuse them across requests to avoid allocating.
+    public func makeSession(logitRows: Int = 1) -> Session {
+        Session(cache: model.makeCache(capacity: contextLength),
+                state: ForwardState(config: model.config, maxTokens: batchSize, contextCapacity: contextLength,
+                                    logitRows: logitRows, pool: pool))
+    }
+
+    public struct Session {
+        public let cache: KVCache
+        public let state: ForwardState
+    }
+
+    // MARK: Prompts
+
+    /// Renders a conversation with the model's own chat template, or a plain fallback format
+    /// when the file has none.
+    public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) throws(EngineError) -> String {
+        guard let chatTemplate else {
+            return messages.map { "\($0.role): \($0.content)\n" }.joined() + (addGenerationPrompt ? "assistant:" : "")
+        }
+        let bos = tokenizer.bosID.map { String(decoding: tokenizer.tokenBytes($0, renderSpecial: true), as: UTF8.self) } ?? ""
+        let eos = tokenizer.eosID.map { String(decoding: tokenizer.tokenBytes($0, renderSpecial: true), as: UTF8.self) } ?? ""
+        do {
+            return try chatTemplate.render(messages: messages, addGenerationPrompt: addGenerationPrompt, bosToken: bos, eosToken: eos)
+        } catch {
+            throw .template(error)
+        }
+    }
+
+    /// Tokenizes a prompt with the model's BOS rule and special tokens parsed.
+    public func tokenize(_ text: String, addSpecial: Bool = true) -> [Int32] {
+        tokenizer.encode(text, addSpecial: addSpecial, parseSpecial: true)
+    }
+
+    // MARK: Forward loops
+
+    /// Runs `tokens` into the session's cache from position `start`, in batches, and returns the
+    /// logits of the last token.
+    @discardableResult
+    public func prefill(_ tokens: [Int32], start: Int = 0, session: Session) throws(EngineError) -> UnsafeMutableBufferPointer<Float> {
+        guard !tokens.isEmpty else { throw .emptyPrompt }
+        guard start + tokens.count <= contextLength else { throw .promptTooLong(tokens: start + tokens.count, context: contextLength) }
+        var logits = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
+        var offset = 0
+        while offset < tokens.count {
+            let n = min(batchSize, tokens.count - offset)
+            do {
+                logits = try tokens.withUnsafeBufferPointer { all throws(ModelError) in
+                    let chunk = UnsafeBufferPointer(rebasing: all[offset ..< offset + n])
+                    return try model.forward(.tokens(chunk), start: start + offset, cache: session.cache, state: session.state)
+                }
+            } catch {
+                throw .model(error)
+            }
+            offset += n
+        }
+        return logits
+    }
+
+    /// Logits for every position of `tokens` (run from an empty cache), handed to `body` one
+    /// batch at a time as (first position, rows).
+    public func forEachLogitRow(_ tokens: [Int32], session: Session,
+                                _ body: (Int, UnsafeMutableBufferPointer<Float>) throws -> Void) throws {
+        guard tokens.count <= contextLength else { throw EngineError.promptTooLong(tokens: tokens.count, context: contextLength) }
+        session.cache.reset()
+        var offset = 0
+        while offset < tokens.count {
+            let n = min(batchSize, tokens.count - offset)
+            let rows = try tokens.withUnsafeBufferPointer { all in
+                try model.forward(.tokens(UnsafeBufferPointer(rebasing: all[offset ..< offset + n])), start: offset,
+                                  cache: session.cache, state: session.state, logits: .all)
+            }
+            try body(offset, rows)
+            offset += n
+        }
+    }
+}
