@@ -410,7 +410,7 @@ public final class Tokenizer: Sendable {
         var symbols: [Int32] = []
         var previous: [Int32] = []
         var following: [Int32] = []
-        var heap = MergeHeap()
+        var heap = PriorityHeap<MergeCandidate>()
     }
 
     func encodeBPE(_ text: UnsafeBufferPointer<UInt8>, work: inout BPEWork, into output: inout [Int32]) {
@@ -453,7 +453,7 @@ public final class Tokenizer: Sendable {
             for i in 0..<(count - 1) {
                 pushPair(left: Int32(i), right: Int32(i + 1), work: &work)
             }
-            while let entry = work.heap.popMin() {
+            while let entry = work.heap.pop() {
                 let left = Int(entry.left), right = Int(entry.right)
                 guard work.symbols[left] == entry.leftSymbol,
                       work.symbols[right] == entry.rightSymbol,
@@ -489,7 +489,7 @@ public final class Tokenizer: Sendable {
     private func pushPair(left: Int32, right: Int32, work: inout BPEWork) {
         let l = work.symbols[Int(left)], r = work.symbols[Int(right)]
         guard let merge = merges.find(left: l, right: r) else { return }
-        work.heap.push(MergeHeap.Entry(
+        work.heap.push(MergeCandidate(
             key: UInt64(UInt32(bitPattern: merge.rank)) << 32 | UInt64(UInt32(bitPattern: left)),
             right: right, leftSymbol: l, rightSymbol: r, result: merge.result))
     }
@@ -502,7 +502,7 @@ public final class Tokenizer: Sendable {
         var lengths: [Int32] = []
         var previous: [Int32] = []
         var following: [Int32] = []
-        var heap = ScoreHeap()
+        var heap = PriorityHeap<ScoreCandidate>()
     }
 
     /// llama.cpp's llm_tokenizer_spm: merge the adjacent pair whose concatenation is the
@@ -534,11 +534,11 @@ public final class Tokenizer: Sendable {
                 let size = Int(work.lengths[Int(left)] + work.lengths[Int(right)])
                 guard let id = tokenTable.find(UnsafeBufferPointer(rebasing: text[start..<(start + size)]))
                 else { return }
-                work.heap.push(ScoreHeap.Entry(
+                work.heap.push(ScoreCandidate(
                     score: scores[Int(id)], left: left, right: right, size: Int32(size)))
             }
             for i in 1..<Int32(work.starts.count) { tryAdd(i - 1, i, &work) }
-            while let entry = work.heap.popMax() {
+            while let entry = work.heap.pop() {
                 let left = Int(entry.left), right = Int(entry.right)
                 let leftLength = work.lengths[left], rightLength = work.lengths[right]
                 if leftLength == 0 || rightLength == 0 || leftLength + rightLength != entry.size { continue }
@@ -804,17 +804,14 @@ public final class Tokenizer: Sendable {
     static let fimSeparatorTexts = ["<|file_sep|>"]
 }
 
-/// A binary min-heap of candidate BPE merges ordered by (rank, left position).
-struct MergeHeap {
-    struct Entry {
-        var key: UInt64
-        var right: Int32
-        var leftSymbol: Int32
-        var rightSymbol: Int32
-        var result: Int32
-        var left: Int32 { Int32(truncatingIfNeeded: key & 0xFFFF_FFFF) }
-    }
+/// Ordering for `PriorityHeap`: `a` is served before `b`.
+protocol HeapOrdered {
+    static func servedBefore(_ a: Self, _ b: Self) -> Bool
+}
 
+/// A binary heap that serves entries in their `HeapOrdered` order; its storage is kept
+/// across `removeAll()` so reusing one heap per word allocates nothing.
+struct PriorityHeap<Entry: HeapOrdered> {
     private var items: [Entry] = []
 
     mutating func removeAll() { items.removeAll(keepingCapacity: true) }
@@ -824,13 +821,13 @@ struct MergeHeap {
         var child = items.count - 1
         while child > 0 {
             let parent = (child - 1) / 2
-            if items[parent].key <= items[child].key { break }
+            if !Entry.servedBefore(items[child], items[parent]) { break }
             items.swapAt(parent, child)
             child = parent
         }
     }
 
-    mutating func popMin() -> Entry? {
+    mutating func pop() -> Entry? {
         guard let top = items.first else { return nil }
         let last = items.removeLast()
         if !items.isEmpty {
@@ -840,63 +837,37 @@ struct MergeHeap {
             while true {
                 let left = 2 * parent + 1
                 if left >= count { break }
-                var smallest = left
-                if left + 1 < count && items[left + 1].key < items[left].key { smallest = left + 1 }
-                if items[parent].key <= items[smallest].key { break }
-                items.swapAt(parent, smallest)
-                parent = smallest
+                var first = left
+                if left + 1 < count && Entry.servedBefore(items[left + 1], items[left]) { first = left + 1 }
+                if !Entry.servedBefore(items[first], items[parent]) { break }
+                items.swapAt(parent, first)
+                parent = first
             }
         }
         return top
     }
 }
 
-/// A binary max-heap of candidate SPM merges ordered by score, then by leftmost position.
-struct ScoreHeap {
-    struct Entry {
-        var score: Float
-        var left: Int32
-        var right: Int32
-        var size: Int32
-    }
+/// A candidate BPE merge, served by (rank, left position), both packed into `key`.
+struct MergeCandidate: HeapOrdered {
+    var key: UInt64
+    var right: Int32
+    var leftSymbol: Int32
+    var rightSymbol: Int32
+    var result: Int32
+    var left: Int32 { Int32(truncatingIfNeeded: key & 0xFFFF_FFFF) }
 
-    private var items: [Entry] = []
+    @inline(__always) static func servedBefore(_ a: Self, _ b: Self) -> Bool { a.key < b.key }
+}
 
-    mutating func removeAll() { items.removeAll(keepingCapacity: true) }
+/// A candidate SPM merge, served by highest score, then leftmost position.
+struct ScoreCandidate: HeapOrdered {
+    var score: Float
+    var left: Int32
+    var right: Int32
+    var size: Int32
 
-    @inline(__always)
-    private static func before(_ a: Entry, _ b: Entry) -> Bool {
+    @inline(__always) static func servedBefore(_ a: Self, _ b: Self) -> Bool {
         a.score > b.score || (a.score == b.score && a.left < b.left)
-    }
-
-    mutating func push(_ entry: Entry) {
-        items.append(entry)
-        var child = items.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            if !Self.before(items[child], items[parent]) { break }
-            items.swapAt(parent, child)
-            child = parent
-        }
-    }
-
-    mutating func popMax() -> Entry? {
-        guard let top = items.first else { return nil }
-        let last = items.removeLast()
-        if !items.isEmpty {
-            items[0] = last
-            var parent = 0
-            let count = items.count
-            while true {
-                let left = 2 * parent + 1
-                if left >= count { break }
-                var best = left
-                if left + 1 < count && Self.before(items[left + 1], items[left]) { best = left + 1 }
-                if !Self.before(items[best], items[parent]) { break }
-                items.swapAt(parent, best)
-                parent = best
-            }
-        }
-        return top
     }
 }
