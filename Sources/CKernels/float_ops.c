@@ -115,3 +115,21 @@ void pg_f16_to_f32_row_ref(const uint16_t *x, float *y, int64_t n) {
 void pg_f32_to_f16_row_ref(const float *x, uint16_t *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = pg_f2h_portable(x[i]);
 }
+
+float pg_stream_sum_f32(const float *x, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x + i + 24));
+    }
+    __m256 a = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+    float lanes[8];
+    _mm256_storeu_ps(lanes, a);
+    float s = 0.0f;
+    for (int k = 0; k < 8; k++) s += lanes[k];
+    for (; i < n; i++) s += x[i];
+    return s;
+}

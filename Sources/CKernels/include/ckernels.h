@@ -67,6 +67,10 @@ void pg_f32_to_f16_row_ref(const float *x, uint16_t *y, int64_t n);
 float pg_fp16_to_fp32_ref(uint16_t h);
 uint16_t pg_fp32_to_fp16_ref(float f);
 
+// Streams n floats with 256-bit loads and returns their sum, so a benchmark can measure the
+// machine's read bandwidth without the compiler discarding the loads.
+float pg_stream_sum_f32(const float *x, int64_t n);
+
 // A spin-wait hint for the thread pool's barrier (PAUSE on x86).
 static inline void pg_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
