@@ -135,23 +135,19 @@ public enum Attention {
         let kvw = shape.kvWidth
         let total = tokens * shape.heads
         let threads = pool.activeThreads
+        // Items are dealt out in turn, not in blocks: later tokens attend over longer spans, so
+        // blocks would leave one thread with most of a causal prefill's work.
         pool.run { worker in
             let sc = scores + worker * scoreStride
-            var item = total * worker / threads
-            let end = total * (worker + 1) / threads
-            while item < end {
+            var item = worker
+            while item < total {
                 let t = item / shape.heads, h = item % shape.heads
                 let g = h / group
                 let qh = q + t * shape.qWidth + h * hd
                 let span = Int(positions[t]) + 1
-                for j in 0 ..< span {
-                    sc[j] = pg_vec_dot_f32_f32(Int64(hd), keys + j * kvw + g * hd, qh) * scale
-                }
-                Ops.softmax(sc, count: span)
-                let o = out + t * shape.qWidth + h * hd
-                o.update(repeating: 0, count: hd)
-                for j in 0 ..< span { pg_axpy_f32(Int64(hd), sc[j], values + j * kvw + g * hd, o) }
-                item += 1
+                pg_attend_head_f32(qh, keys + g * hd, values + g * hd, Int64(kvw), Int64(span), Int64(hd), scale,
+                                   sc, out + t * shape.qWidth + h * hd)
+                item += threads
             }
         }
     }

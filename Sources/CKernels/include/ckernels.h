@@ -67,6 +67,14 @@ void pg_f32_to_f16_row_ref(const float *x, uint16_t *y, int64_t n);
 float pg_fp16_to_fp32_ref(uint16_t h);
 uint16_t pg_fp32_to_fp16_ref(float f);
 
+// ---- Attention -----------------------------------------------------------------------------
+// One query head against `span` cached positions: scores[j] = scale * q·k_j, softmax over j,
+// out = Σ_j p_j v_j. Rows of k and v are `stride` floats apart; `scores` needs span floats.
+void pg_attend_head_f32(const float *q, const float *k, const float *v, int64_t stride, int64_t span,
+                        int64_t head_dim, float scale, float *scores, float *out);
+void pg_attend_head_f32_ref(const float *q, const float *k, const float *v, int64_t stride, int64_t span,
+                            int64_t head_dim, float scale, float *scores, float *out);
+
 // Streams n floats with 256-bit loads and returns their sum, so a benchmark can measure the
 // machine's read bandwidth without the compiler discarding the loads.
 float pg_stream_sum_f32(const float *x, int64_t n);

@@ -1,0 +1,71 @@
+// Fused attention for one query head: scores, softmax and the weighted sum of values in one
+// call, so the per-key work is a few vector instructions instead of two calls.
+#include <immintrin.h>
+#include <math.h>
+#include "ckernels.h"
+
+static inline float hsum256(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+static float softmax_in_place(float *s, int64_t n) {
+    float m = -INFINITY;
+    for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
+    double sum = 0.0;
+    for (int64_t j = 0; j < n; j++) {
+        s[j] = expf(s[j] - m);
+        sum += s[j];
+    }
+    return (float)(1.0 / sum);
+}
+
+void pg_attend_head_f32(const float *q, const float *k, const float *v, int64_t stride, int64_t span,
+                        int64_t hd, float scale, float *scores, float *out) {
+    if (hd % 8 != 0 || hd > 256) {
+        pg_attend_head_f32_ref(q, k, v, stride, span, hd, scale, scores, out);
+        return;
+    }
+    const int64_t nv = hd / 8;
+    __m256 qv[32];
+    for (int64_t i = 0; i < nv; i++) qv[i] = _mm256_loadu_ps(q + 8 * i);
+    for (int64_t j = 0; j < span; j++) {
+        const float *kr = k + j * stride;
+        __m256 acc0 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kr));
+        __m256 acc1 = _mm256_setzero_ps();
+        int64_t i = 1;
+        for (; i + 1 < nv; i += 2) {
+            acc1 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(kr + 8 * i), acc1);
+            acc0 = _mm256_fmadd_ps(qv[i + 1], _mm256_loadu_ps(kr + 8 * i + 8), acc0);
+        }
+        if (i < nv) acc1 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(kr + 8 * i), acc1);
+        scores[j] = hsum256(_mm256_add_ps(acc0, acc1)) * scale;
+    }
+    const float inv = softmax_in_place(scores, span);
+    __m256 o[32];
+    for (int64_t i = 0; i < nv; i++) o[i] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < span; j++) {
+        const __m256 p = _mm256_set1_ps(scores[j]);
+        const float *vr = v + j * stride;
+        for (int64_t i = 0; i < nv; i++) o[i] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vr + 8 * i), o[i]);
+    }
+    const __m256 vinv = _mm256_set1_ps(inv);
+    for (int64_t i = 0; i < nv; i++) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(o[i], vinv));
+}
+
+void pg_attend_head_f32_ref(const float *q, const float *k, const float *v, int64_t stride, int64_t span,
+                            int64_t hd, float scale, float *scores, float *out) {
+    for (int64_t j = 0; j < span; j++) {
+        float d = 0.0f;
+        for (int64_t i = 0; i < hd; i++) d += q[i] * k[j * stride + i];
+        scores[j] = d * scale;
+    }
+    const float inv = softmax_in_place(scores, span);
+    for (int64_t i = 0; i < hd; i++) out[i] = 0.0f;
+    for (int64_t j = 0; j < span; j++)
+        for (int64_t i = 0; i < hd; i++) out[i] += scores[j] * v[j * stride + i];
+    for (int64_t i = 0; i < hd; i++) out[i] *= inv;
+}
