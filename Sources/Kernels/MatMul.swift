@@ -42,41 +42,66 @@ public enum MatMul {
 
     /// out[tokens × W.rows] = x[tokens × W.columns] · Wᵀ.
     ///
-    /// `scratch` must hold at least `ActivationFormat(pairingWith: W.type).rowBytes(W.columns) *
-    /// tokens` bytes. Rows are split across the pool's threads.
+    /// A convenience for tests and one-off calls: it builds a one-matrix group per call, so the
+    /// forward pass uses groups built at load instead. `scratch` must hold
+    /// `MatrixGroup(single: w).scratchBytes(tokens:)` bytes.
     public static func multiply(_ w: WeightMatrix, _ x: UnsafePointer<Float>, tokens: Int,
                                 into out: UnsafeMutablePointer<Float>, scratch: UnsafeMutableRawPointer,
                                 pool: ComputePool) {
-        let format = ActivationFormat(pairingWith: w.type)
-        let columns = w.columns, rows = w.rows
-        let act: UnsafeRawPointer
-        if format == .f32 {
-            act = UnsafeRawPointer(x)
-        } else {
-            quantizeActivations(format, x, tokens: tokens, columns: columns, into: scratch)
-            act = UnsafeRawPointer(scratch)
+        withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: 1) { outs in
+            outs[0] = out
+            multiply(MatrixGroup(unchecked: [w]), x, tokens: tokens, into: UnsafePointer(outs.baseAddress!), scratch: scratch, pool: pool)
         }
-        let actStride = format.rowBytes(columns)
-        let n = Int64(columns)
-        if let dot = quantizedDot(w.type) {
-            pool.parallelFor(rows, granule: 8) { range in
-                for r in range {
-                    let wr = w.row(r)
-                    for t in 0 ..< tokens { out[t * rows + r] = dot(n, wr, act + t * actStride) }
+    }
+
+    /// Multiplies the same activations by every matrix of a group in one parallel region:
+    /// `outputs[i][t × rows_i + r] = dot(group.matrices[i].row(r), x[t])`. One region instead
+    /// of one per matrix saves a barrier per matrix, and the activations are quantized once
+    /// per partner format, not once per matrix.
+    public static func multiply(_ group: MatrixGroup, _ x: UnsafePointer<Float>, tokens: Int,
+                                into outputs: UnsafePointer<UnsafeMutablePointer<Float>>,
+                                scratch: UnsafeMutableRawPointer, pool: ComputePool) {
+        let columns = group.columns
+        // Quantize once per distinct partner format, in parallel when there are many tokens.
+        for (f, format) in group.formats.enumerated() where format != .f32 {
+            let dst = scratch + group.scratchOffset(format: f, tokens: tokens)
+            let stride = format.rowBytes(columns)
+            if tokens >= 16 {
+                pool.parallelFor(tokens) { range in
+                    quantizeActivations(format, x + range.lowerBound * columns, tokens: range.count, columns: columns,
+                                        into: dst + range.lowerBound * stride)
                 }
+            } else {
+                quantizeActivations(format, x, tokens: tokens, columns: columns, into: dst)
             }
-            return
         }
-        let xf = act.assumingMemoryBound(to: Float.self)
-        pool.parallelFor(rows, granule: 8) { range in
-            for r in range {
-                let wr = w.row(r)
-                for t in 0 ..< tokens {
-                    let xr = xf + t * columns
-                    switch w.type {
-                    case .f16: out[t * rows + r] = pg_vec_dot_f16_f32(n, wr.assumingMemoryBound(to: UInt16.self), xr)
-                    case .bf16: out[t * rows + r] = pg_vec_dot_bf16_f32(n, wr.assumingMemoryBound(to: UInt16.self), xr)
-                    default: out[t * rows + r] = pg_vec_dot_f32_f32(n, wr.assumingMemoryBound(to: Float.self), xr)
+        let n = Int64(columns)
+        pool.parallelFor(group.totalRows, granule: 8) { range in
+            for (i, w) in group.matrices.enumerated() {
+                let base = group.rowOffsets[i]
+                let lo = max(range.lowerBound, base), hi = min(range.upperBound, base + w.rows)
+                guard lo < hi else { continue }
+                let out = outputs[i], rows = w.rows
+                let f = group.formatIndex[i]
+                let format = group.formats[f]
+                if let dot = quantizedDot(w.type) {
+                    let act = UnsafeRawPointer(scratch + group.scratchOffset(format: f, tokens: tokens))
+                    let actStride = format.rowBytes(columns)
+                    for r in (lo - base) ..< (hi - base) {
+                        let wr = w.row(r)
+                        for t in 0 ..< tokens { out[t * rows + r] = dot(n, wr, act + t * actStride) }
+                    }
+                } else {
+                    for r in (lo - base) ..< (hi - base) {
+                        let wr = w.row(r)
+                        for t in 0 ..< tokens {
+                            let xr = x + t * columns
+                            switch w.type {
+                            case .f16: out[t * rows + r] = pg_vec_dot_f16_f32(n, wr.assumingMemoryBound(to: UInt16.self), xr)
+                            case .bf16: out[t * rows + r] = pg_vec_dot_bf16_f32(n, wr.assumingMemoryBound(to: UInt16.self), xr)
+                            default: out[t * rows + r] = pg_vec_dot_f32_f32(n, wr.assumingMemoryBound(to: Float.self), xr)
+                            }
+                        }
                     }
                 }
             }

@@ -65,3 +65,62 @@ public enum ActivationFormat: Sendable {
         }
     }
 }
+
+/// Matrices that multiply the same activations (Q|K|V, gate|up), run as one parallel region.
+/// Built once at model load, so the forward pass allocates nothing.
+public struct MatrixGroup: @unchecked Sendable {
+    public let matrices: [WeightMatrix]
+    public let columns: Int
+    public let totalRows: Int
+    /// First global row of each matrix.
+    let rowOffsets: [Int]
+    /// Distinct partner formats of the group, and each matrix's index into them.
+    let formats: [ActivationFormat]
+    let formatIndex: [Int]
+
+    public enum GroupError: Error, Equatable {
+        case empty
+        case columnMismatch
+    }
+
+    public init(_ matrices: [WeightMatrix]) throws(GroupError) {
+        guard let first = matrices.first else { throw .empty }
+        guard matrices.allSatisfy({ $0.columns == first.columns }) else { throw .columnMismatch }
+        self.init(unchecked: matrices)
+    }
+
+    /// A group of one matrix.
+    public init(single matrix: WeightMatrix) { self.init(unchecked: [matrix]) }
+
+    init(unchecked matrices: [WeightMatrix]) {
+        self.matrices = matrices
+        columns = matrices.first?.columns ?? 0
+        var offsets: [Int] = [], total = 0
+        var formats: [ActivationFormat] = [], index: [Int] = []
+        for w in matrices {
+            offsets.append(total)
+            total += w.rows
+            let f = ActivationFormat(pairingWith: w.type)
+            if let i = formats.firstIndex(of: f) {
+                index.append(i)
+            } else {
+                index.append(formats.count)
+                formats.append(f)
+            }
+        }
+        rowOffsets = offsets
+        totalRows = total
+        self.formats = formats
+        formatIndex = index
+    }
+
+    /// Where format `f`'s quantized activations start in the scratch buffer.
+    func scratchOffset(format f: Int, tokens: Int) -> Int {
+        var offset = 0
+        for i in 0 ..< f { offset += (formats[i].rowBytes(columns) * tokens + 63) / 64 * 64 }
+        return offset
+    }
+
+    /// Scratch bytes a multiply of `tokens` rows needs.
+    public func scratchBytes(tokens: Int) -> Int { scratchOffset(format: formats.count, tokens: tokens) }
+}

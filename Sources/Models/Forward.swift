@@ -35,6 +35,8 @@ public final class ForwardState: @unchecked Sendable {
     let scoreStride: Int
     let ropeTable: UnsafeMutablePointer<Float>
     let positions: UnsafeMutablePointer<Int32>
+    /// Output pointers handed to a grouped mat-mul (at most three matrices per group).
+    let groupOutputs: UnsafeMutablePointer<UnsafeMutablePointer<Float>>
     let quantScratch: UnsafeMutableRawPointer
     let pool: ComputePool
 
@@ -65,14 +67,17 @@ public final class ForwardState: @unchecked Sendable {
         scores = alloc(pool.activeThreads * scoreStride)
         ropeTable = alloc(n * config.ropeDimensions)
         positions = .allocate(capacity: n)
+        groupOutputs = .allocate(capacity: 3)
         let widest = max(e, config.qWidth, config.feedForwardLength)
-        let qbytes = n * ((widest + 255) / 256 * 292 + 64) + 4096
+        // Up to three partner formats in one group (Q|K|V of mixed quant families).
+        let qbytes = 3 * n * ((widest + 255) / 256 * 292 + 64) + 4096
         quantScratch = .allocate(byteCount: qbytes, alignment: 64)
     }
 
     deinit {
         for p in [x, xn, q, k, v, attn, proj, gate, up, logits, scores, ropeTable] { p.deallocate() }
         positions.deallocate()
+        groupOutputs.deallocate()
         quantScratch.deallocate()
     }
 }
@@ -113,7 +118,7 @@ extension TransformerModel {
         }
         cache.commit(upTo: start + n)
 
-        guard isLast, let outputNorm, let output else {
+        guard isLast, let outputNorm, let outputGroup else {
             return UnsafeMutableBufferPointer(start: s.x, count: n * e)
         }
         let first = rows == .all ? 0 : n - 1
@@ -122,7 +127,8 @@ extension TransformerModel {
         for t in 0 ..< count {
             Ops.rmsNorm(s.x + (first + t) * e, weight: outputNorm.pointer, eps: c.rmsEpsilon, count: e, into: s.xn + t * e)
         }
-        MatMul.multiply(output, s.xn, tokens: count, into: s.logits, scratch: s.quantScratch, pool: s.pool)
+        s.groupOutputs[0] = s.logits
+        MatMul.multiply(outputGroup, s.xn, tokens: count, into: s.groupOutputs, scratch: s.quantScratch, pool: s.pool)
         return UnsafeMutableBufferPointer(start: s.logits, count: count * c.vocabularySize)
     }
 
@@ -131,9 +137,10 @@ extension TransformerModel {
         for t in 0 ..< n {
             Ops.rmsNorm(s.x + t * e, weight: b.attentionNorm.pointer, eps: c.rmsEpsilon, count: e, into: s.xn + t * e)
         }
-        MatMul.multiply(b.wq, s.xn, tokens: n, into: s.q, scratch: s.quantScratch, pool: s.pool)
-        MatMul.multiply(b.wk, s.xn, tokens: n, into: s.k, scratch: s.quantScratch, pool: s.pool)
-        MatMul.multiply(b.wv, s.xn, tokens: n, into: s.v, scratch: s.quantScratch, pool: s.pool)
+        s.groupOutputs[0] = s.q
+        s.groupOutputs[1] = s.k
+        s.groupOutputs[2] = s.v
+        MatMul.multiply(b.qkvGroup, s.xn, tokens: n, into: s.groupOutputs, scratch: s.quantScratch, pool: s.pool)
         let keys = cache.keys(layer), values = cache.values(layer)
         for t in 0 ..< n {
             let q = s.q + t * c.qWidth, k = s.k + t * c.kvWidth, v = s.v + t * c.kvWidth
@@ -152,16 +159,19 @@ extension TransformerModel {
         }
         Attention.causal(shape: c.attentionShape, q: s.q, tokens: n, positions: s.positions, keys: keys, values: values,
                          out: s.attn, scores: s.scores, scoreStride: s.scoreStride, pool: s.pool)
-        MatMul.multiply(b.wo, s.attn, tokens: n, into: s.proj, scratch: s.quantScratch, pool: s.pool)
+        s.groupOutputs[0] = s.proj
+        MatMul.multiply(b.outputGroup, s.attn, tokens: n, into: s.groupOutputs, scratch: s.quantScratch, pool: s.pool)
         Ops.add(s.x, s.proj, count: n * e)
 
         for t in 0 ..< n {
             Ops.rmsNorm(s.x + t * e, weight: b.ffnNorm.pointer, eps: c.rmsEpsilon, count: e, into: s.xn + t * e)
         }
-        MatMul.multiply(b.gate, s.xn, tokens: n, into: s.gate, scratch: s.quantScratch, pool: s.pool)
-        MatMul.multiply(b.up, s.xn, tokens: n, into: s.up, scratch: s.quantScratch, pool: s.pool)
+        s.groupOutputs[0] = s.gate
+        s.groupOutputs[1] = s.up
+        MatMul.multiply(b.gateUpGroup, s.xn, tokens: n, into: s.groupOutputs, scratch: s.quantScratch, pool: s.pool)
         Ops.swiglu(s.gate, s.up, count: n * c.feedForwardLength)
-        MatMul.multiply(b.down, s.gate, tokens: n, into: s.proj, scratch: s.quantScratch, pool: s.pool)
+        s.groupOutputs[0] = s.proj
+        MatMul.multiply(b.downGroup, s.gate, tokens: n, into: s.groupOutputs, scratch: s.quantScratch, pool: s.pool)
         Ops.add(s.x, s.proj, count: n * e)
     }
 }

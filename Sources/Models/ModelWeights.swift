@@ -29,6 +29,39 @@ struct BlockWeights {
     let gate: WeightMatrix           // [n_embd, n_ff]
     let up: WeightMatrix             // [n_embd, n_ff]
     let down: WeightMatrix           // [n_ff, n_embd]
+
+    // The same matrices grouped for the mat-mul, built once at load.
+    let qkvGroup: MatrixGroup
+    let outputGroup: MatrixGroup
+    let gateUpGroup: MatrixGroup
+    let downGroup: MatrixGroup
+
+    init(attentionNorm: FloatVector, wq: WeightMatrix, wk: WeightMatrix, wv: WeightMatrix, wo: WeightMatrix,
+         qBias: FloatVector?, kBias: FloatVector?, vBias: FloatVector?, qNorm: FloatVector?, kNorm: FloatVector?,
+         ffnNorm: FloatVector, gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix) throws(ModelError) {
+        self.attentionNorm = attentionNorm
+        self.wq = wq
+        self.wk = wk
+        self.wv = wv
+        self.wo = wo
+        self.qBias = qBias
+        self.kBias = kBias
+        self.vBias = vBias
+        self.qNorm = qNorm
+        self.kNorm = kNorm
+        self.ffnNorm = ffnNorm
+        self.gate = gate
+        self.up = up
+        self.down = down
+        do {
+            qkvGroup = try MatrixGroup([wq, wk, wv])
+            outputGroup = try MatrixGroup([wo])
+            gateUpGroup = try MatrixGroup([gate, up])
+            downGroup = try MatrixGroup([down])
+        } catch {
+            throw .invalidConfig("block matrices disagree in width: \(error)")
+        }
+    }
 }
 
 /// Looks tensors up by name and checks them against the shapes the config implies.
@@ -67,7 +100,7 @@ struct TensorLoader {
         let p = "blk.\(i)."
         let e = c.embeddingLength
         let arch = c.architecture
-        return BlockWeights(
+        return try BlockWeights(
             attentionNorm: try vector(p + "attn_norm.weight", e),
             wq: try matrix(p + "attn_q.weight", columns: e, rows: c.qWidth),
             wk: try matrix(p + "attn_k.weight", columns: e, rows: c.kvWidth),

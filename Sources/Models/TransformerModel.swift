@@ -13,6 +13,7 @@ public final class TransformerModel: @unchecked Sendable {
     let embedding: WeightMatrix?       // [n_embd, vocab], first slice (and tied output)
     let outputNorm: FloatVector?       // [n_embd], last slice
     let output: WeightMatrix?          // [n_embd, vocab], last slice
+    let outputGroup: MatrixGroup?
     let rope: RotaryEmbedding
 
     public var isFirst: Bool { layers.lowerBound == 0 }
@@ -51,6 +52,7 @@ public final class TransformerModel: @unchecked Sendable {
             outputNorm = nil
             output = nil
         }
+        outputGroup = output.map { MatrixGroup(single: $0) }
         var factors: [Float]?
         if let t = file.tensor(named: "rope_freqs.weight") {
             let f = try loader.vector(t.name, config.ropeDimensions / 2)

@@ -177,3 +177,39 @@ private extension Double {
         for i in 0 ..< headDim { #expect(abs(fast[i] - slow[i]) <= 1e-5 * max(1, abs(slow[i]))) }
     }
 }
+
+@Suite struct MatrixGroupTests {
+    /// A group whose matrices need three different activation formats gives the same results
+    /// as multiplying by each matrix alone, for decode (1 token) and prefill (many tokens).
+    @Test(arguments: [1, 3, 20])
+    func groupEqualsSeparateMultiplies(_ tokens: Int) throws {
+        var rng = SplitMix64(seed: 77)
+        let columns = 256
+        let types: [GGMLType] = [.q4_K, .q8_0, .q4_1]
+        let rows = [24, 8, 16]
+        let blobs = zip(types, rows).map { type, r in (0 ..< r).flatMap { _ in RandomBlocks.row(type, count: columns, rng: &rng) } }
+        let x = rng.floats(tokens * columns, in: -2 ... 2)
+        let pool = ComputePool(threadCount: 2)
+        try blobs[0].withUnsafeBytes { b0 in
+            try blobs[1].withUnsafeBytes { b1 in
+                try blobs[2].withUnsafeBytes { b2 in
+                    let ws = try zip(types, zip(rows, [b0, b1, b2])).map { type, rb in
+                        try WeightMatrix(type: type, rows: rb.0, columns: columns, data: rb.1.baseAddress!)
+                    }
+                    let group = try MatrixGroup(ws)
+                    var scratch = [UInt8](repeating: 0, count: group.scratchBytes(tokens: tokens))
+                    let outs = rows.map { UnsafeMutablePointer<Float>.allocate(capacity: $0 * tokens) }
+                    defer { outs.forEach { $0.deallocate() } }
+                    MatMul.multiply(group, x, tokens: tokens, into: outs, scratch: &scratch, pool: pool)
+                    for (i, w) in ws.enumerated() {
+                        var alone = [Float](repeating: 0, count: w.rows * tokens)
+                        var s = [UInt8](repeating: 0, count: MatrixGroup(single: w).scratchBytes(tokens: tokens))
+                        MatMul.multiply(w, x, tokens: tokens, into: &alone, scratch: &s, pool: pool)
+                        #expect(Array(UnsafeBufferPointer(start: outs[i], count: alone.count)) == alone, "matrix \(i) (\(w.type))")
+                    }
+                }
+            }
+        }
+        #expect(throws: MatrixGroup.GroupError.empty) { try MatrixGroup([]) }
+    }
+}
