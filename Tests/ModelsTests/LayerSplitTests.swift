@@ -61,7 +61,9 @@ import Testing
         }
     }
 
-    @Test(arguments: [0, 2, 3])
+    /// Prefill kernels are bit-identical to the decode kernels, so the logits must be equal,
+    /// not just close.
+    @Test(arguments: [0, 1, 2, 3, 4])
     func decodingOneTokenAtATimeMatchesPrefill(_ index: Int) throws {
         let file = try TinyModel.file(Self.specs[index])
         let whole = try logitsWhole(file)
@@ -73,7 +75,7 @@ import Testing
             let step = try [t].withUnsafeBufferPointer { Array(try model.forward(.tokens($0), start: i, cache: cache, state: state)) }
             let expected = Array(whole[i * v ..< (i + 1) * v])
             let diff = zip(step, expected).map { abs($0 - $1) }.max() ?? 0
-            #expect(diff < 1e-4, "position \(i): max difference \(diff)")
+            #expect(diff == 0, "position \(i): max difference \(diff)")
         }
         #expect(cache.length == tokens.count)
     }
