@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import GGUF
 import Kernels
 import Models
@@ -71,8 +74,17 @@ public final class InferenceEngine: @unchecked Sendable {
             chatTemplate = nil
         }
         pool = ComputePool(threadCount: threads)
-        let requested = contextLength ?? min(model.config.trainedContextLength, 4096)
-        guard requested > 0, requested <= 1 << 20 else { throw .invalidArgument("context length \(requested) is out of range") }
+        let trained = model.config.trainedContextLength
+        let requested = contextLength ?? min(trained, 4096)
+        guard requested > 0, requested <= trained else {
+            throw .invalidArgument("context length \(requested) is outside 1...\(trained), the model's trained context")
+        }
+        // The KV cache is preallocated: refuse sizes the machine cannot hold rather than trap.
+        let kvBytes = 2 * model.layers.count * requested * model.config.kvWidth * MemoryLayout<Float>.size
+        let physical = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard physical <= 0 || kvBytes <= physical / 2 else {
+            throw .invalidArgument("a context of \(requested) needs \(kvBytes >> 20) MiB of KV cache, more than half of this machine's \(physical >> 20) MiB")
+        }
         self.contextLength = requested
         self.batchSize = max(1, batchSize)
     }
