@@ -556,3 +556,223 @@ float pg_vec_dot_q6_K_q8_K(int64_t n, const void *vw, const void *va) {
     }
     return hsum_f32x8(acc);
 }
+
+// ---- K-quants, several activation rows per weight row (prefill) ------------------------------
+//
+// Each weight super-block is unpacked once (nibbles, fifth/sixth bits, scales, mins) and then
+// multiplied into every activation row. Per row, the float work is exactly that of the single-row
+// kernel (same accumulators, same operations in the same order), so results are bit-identical;
+// only the exact integer sums are shared. R is a compile-time constant in each instantiation so
+// the per-row arrays live in registers.
+
+#define PG_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+// The min terms of Q4_K/Q5_K for R rows: acc_m[r] ends as the single-row kernel's acc_m for row r.
+// Rows go in pairs through one 256-bit accumulator. For each row the integer lane values equal
+// those of k4_min_products (mins[j] * (bsums[2j] + bsums[2j+1]) summed in pairs of j, exact), the
+// scale is the same product dmin_w * d_a, and each lane sees the same fnmadd sequence; only the
+// lanes' positions differ: [r0 k0, r0 k1, r1 k0, r1 k1 | r0 k2, r0 k3, r1 k2, r1 k3].
+// (The blocks' d and dmin sit at offset 0, scales at scales_off, blocks are block_size apart.)
+PG_ALWAYS_INLINE void k4_min_terms_rows(int64_t nb, size_t scales_off, size_t block_size, const uint8_t *wb,
+                                        const pg_block_q8_K *const *a, const int R, __m128 *acc_m) {
+    __m256 accp[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *blk = wb + ib * block_size;
+        uint8_t sc[8], mn[8];
+        unpack_scales_mins_k4(blk + scales_off, sc, mn);
+        const __m128i mn8 = _mm_loadl_epi64((const __m128i *)mn);
+        const __m256i mdup = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8));  // mins[j] twice
+        const __m256 dmin = _mm256_broadcastss_ps(_mm_permute_ps(load_f16x2(blk), 0x55));
+        for (int p = 0; 2 * p < R; p++) {
+            const pg_block_q8_K *a0 = &a[2 * p][ib];
+            const pg_block_q8_K *a1 = 2 * p + 1 < R ? &a[2 * p + 1][ib] : a0;
+            const __m256i t0 = _mm256_madd_epi16(
+                _mm256_loadu_si256((const __m256i *)((const uint8_t *)a0 + offsetof(pg_block_q8_K, bsums))), mdup);
+            const __m256i t1 = _mm256_madd_epi16(
+                _mm256_loadu_si256((const __m256i *)((const uint8_t *)a1 + offsetof(pg_block_q8_K, bsums))), mdup);
+            const __m256 dm = _mm256_blend_ps(_mm256_mul_ps(dmin, _mm256_set1_ps(a0->d)),
+                                              _mm256_mul_ps(dmin, _mm256_set1_ps(a1->d)), 0xCC);
+            accp[p] = _mm256_fnmadd_ps(dm, _mm256_cvtepi32_ps(_mm256_hadd_epi32(t0, t1)), accp[p]);
+        }
+    }
+    for (int p = 0; 2 * p < R; p++) {
+        const __m128 lo = _mm256_castps256_ps128(accp[p]);
+        const __m128 hi = _mm256_extractf128_ps(accp[p], 1);
+        acc_m[2 * p] = _mm_shuffle_ps(lo, hi, _MM_SHUFFLE(1, 0, 1, 0));
+        if (2 * p + 1 < R) acc_m[2 * p + 1] = _mm_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 2, 3, 2));
+    }
+}
+
+PG_ALWAYS_INLINE void dot4_q4_K_rows(int64_t n, const pg_block_q4_K *w, const uint8_t *va,
+                                     int64_t a_stride, const int R, float *out) {
+    const int64_t nb = n / PG_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const pg_block_q8_K *a[4];
+    __m256 acc[4];
+    __m128 acc_m[4];
+    for (int r = 0; r < R; r++) {
+        a[r] = (const pg_block_q8_K *)(va + r * a_stride);
+        acc[r] = _mm256_setzero_ps();
+    }
+    k4_min_terms_rows(nb, offsetof(pg_block_q4_K, scales), sizeof(pg_block_q4_K), (const uint8_t *)w, a, R, acc_m);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m128 wd = load_f16x2(&w[ib].d);
+        uint8_t sc[8], mn[8];
+        unpack_scales_mins_k4(w[ib].scales, sc, mn);
+        const __m256i scales16 = k4_scales16(sc);
+        __m256i sumi[4];
+        for (int r = 0; r < R; r++) sumi[r] = _mm256_setzero_si256();
+        const uint8_t *q = w[ib].qs;
+        for (int c = 0; c < 4; c++) {
+            const __m256i q4 = _mm256_loadu_si256((const __m256i *)(q + 32 * c));
+            const __m256i lo = _mm256_and_si256(q4, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+            const __m256i s_lo = k4_pick(scales16, 2 * c);
+            const __m256i s_hi = k4_pick(scales16, 2 * c + 1);
+            for (int r = 0; r < R; r++) {
+                const int8_t *aq = a[r][ib].qs;
+                const __m256i p_lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(aq + 64 * c)));
+                const __m256i p_hi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(aq + 64 * c + 32)));
+                sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(_mm256_madd_epi16(p_lo, s_lo),
+                                                                     _mm256_madd_epi16(p_hi, s_hi)));
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            const __m128 dd = _mm_mul_ps(wd, _mm_set1_ps(a[r][ib].d));
+            acc[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) out[r] = hsum_f32x8(acc[r]) + hsum_f32x4(acc_m[r]);
+}
+
+void pg_vec_dot4_q4_K_q8_K(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out) {
+    switch (count) {
+    case 1: out[0] = pg_vec_dot_q4_K_q8_K(n, w, a); break;
+    case 2: dot4_q4_K_rows(n, (const pg_block_q4_K *)w, (const uint8_t *)a, a_stride, 2, out); break;
+    case 3: dot4_q4_K_rows(n, (const pg_block_q4_K *)w, (const uint8_t *)a, a_stride, 3, out); break;
+    default: dot4_q4_K_rows(n, (const pg_block_q4_K *)w, (const uint8_t *)a, a_stride, 4, out); break;
+    }
+}
+
+PG_ALWAYS_INLINE void dot4_q5_K_rows(int64_t n, const pg_block_q5_K *w, const uint8_t *va,
+                                     int64_t a_stride, const int R, float *out) {
+    const int64_t nb = n / PG_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i bit4 = _mm256_set1_epi8(0x10);
+    const pg_block_q8_K *a[4];
+    __m256 acc[4];
+    __m128 acc_m[4];
+    for (int r = 0; r < R; r++) {
+        a[r] = (const pg_block_q8_K *)(va + r * a_stride);
+        acc[r] = _mm256_setzero_ps();
+    }
+    k4_min_terms_rows(nb, offsetof(pg_block_q5_K, scales), sizeof(pg_block_q5_K), (const uint8_t *)w, a, R, acc_m);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m128 wd = load_f16x2(&w[ib].d);
+        uint8_t sc[8], mn[8];
+        unpack_scales_mins_k4(w[ib].scales, sc, mn);
+        const __m256i scales16 = k4_scales16(sc);
+        __m256i sumi[4];
+        for (int r = 0; r < R; r++) sumi[r] = _mm256_setzero_si256();
+        const uint8_t *q = w[ib].qs;
+        // Fifth bits as in the single-row kernel: bits 0 and 1 of each hb byte serve chunk c.
+        __m256i hb = _mm256_loadu_si256((const __m256i *)w[ib].qh);
+        for (int c = 0; c < 4; c++) {
+            const __m256i q4 = _mm256_loadu_si256((const __m256i *)(q + 32 * c));
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q4, m4),
+                                               _mm256_and_si256(_mm256_slli_epi16(hb, 4), bit4));
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4, 4), m4),
+                                               _mm256_and_si256(_mm256_slli_epi16(hb, 3), bit4));
+            hb = _mm256_srli_epi16(hb, 2);
+            const __m256i s_lo = k4_pick(scales16, 2 * c);
+            const __m256i s_hi = k4_pick(scales16, 2 * c + 1);
+            for (int r = 0; r < R; r++) {
+                const int8_t *aq = a[r][ib].qs;
+                const __m256i p_lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(aq + 64 * c)));
+                const __m256i p_hi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(aq + 64 * c + 32)));
+                sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(_mm256_madd_epi16(p_lo, s_lo),
+                                                                     _mm256_madd_epi16(p_hi, s_hi)));
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            const __m128 dd = _mm_mul_ps(wd, _mm_set1_ps(a[r][ib].d));
+            acc[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) out[r] = hsum_f32x8(acc[r]) + hsum_f32x4(acc_m[r]);
+}
+
+void pg_vec_dot4_q5_K_q8_K(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out) {
+    switch (count) {
+    case 1: out[0] = pg_vec_dot_q5_K_q8_K(n, w, a); break;
+    case 2: dot4_q5_K_rows(n, (const pg_block_q5_K *)w, (const uint8_t *)a, a_stride, 2, out); break;
+    case 3: dot4_q5_K_rows(n, (const pg_block_q5_K *)w, (const uint8_t *)a, a_stride, 3, out); break;
+    default: dot4_q5_K_rows(n, (const pg_block_q5_K *)w, (const uint8_t *)a, a_stride, 4, out); break;
+    }
+}
+
+PG_ALWAYS_INLINE void dot4_q6_K_rows(int64_t n, const pg_block_q6_K *w, const uint8_t *va,
+                                     int64_t a_stride, const int R, float *out) {
+    const int64_t nb = n / PG_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m2 = _mm256_set1_epi8(0x03);
+    const __m256i m2s2 = _mm256_set1_epi8(0x0C);
+    const __m256i m2s4 = _mm256_set1_epi8(0x30);
+    const pg_block_q8_K *a[4];
+    __m256 acc[4];
+    for (int r = 0; r < R; r++) {
+        a[r] = (const pg_block_q8_K *)(va + r * a_stride);
+        acc[r] = _mm256_setzero_ps();
+    }
+    for (int64_t ib = 0; ib < nb; ib++) {
+        uint16_t dh;
+        memcpy(&dh, &w[ib].d, 2);
+        const __m128 wd = _mm_cvtph_ps(_mm_cvtsi32_si128(dh));
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)w[ib].scales);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+        __m256i sumi[4];
+        for (int r = 0; r < R; r++) {
+            // The -32 offset of the stored weights, through the activation block sums.
+            const __m256i bs = _mm256_loadu_si256(
+                (const __m256i *)((const uint8_t *)&a[r][ib] + offsetof(pg_block_q8_K, bsums)));
+            sumi[r] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5));
+        }
+        for (int h = 0; h < 2; h++) {
+            const __m256i L0 = _mm256_loadu_si256((const __m256i *)(w[ib].ql + 64 * h));
+            const __m256i L1 = _mm256_loadu_si256((const __m256i *)(w[ib].ql + 64 * h + 32));
+            const __m256i H = _mm256_loadu_si256((const __m256i *)(w[ib].qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(L0, m4), _mm256_slli_epi16(_mm256_and_si256(H, m2), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(L1, m4), _mm256_slli_epi16(_mm256_and_si256(H, m2s2), 2));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L0, 4), m4), _mm256_and_si256(H, m2s4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(H, 2), m2s4));
+            for (int k = 0; k < 4; k++) {
+                const long long t = 8 * h + 2 * k;
+                const __m128i sel = _mm_set_epi64x((t + 1) * 0x0101010101010101LL, t * 0x0101010101010101LL);
+                const __m256i scv = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, sel));
+                for (int r = 0; r < R; r++) {
+                    const int8_t *aq = a[r][ib].qs;
+                    const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(aq + 128 * h + 32 * k)));
+                    sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(p, scv));
+                }
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            const __m256 d = _mm256_broadcastss_ps(_mm_mul_ss(wd, _mm_set_ss(a[r][ib].d)));
+            acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) out[r] = hsum_f32x8(acc[r]);
+}
+
+void pg_vec_dot4_q6_K_q8_K(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out) {
+    switch (count) {
+    case 1: out[0] = pg_vec_dot_q6_K_q8_K(n, w, a); break;
+    case 2: dot4_q6_K_rows(n, (const pg_block_q6_K *)w, (const uint8_t *)a, a_stride, 2, out); break;
+    case 3: dot4_q6_K_rows(n, (const pg_block_q6_K *)w, (const uint8_t *)a, a_stride, 3, out); break;
+    default: dot4_q6_K_rows(n, (const pg_block_q6_K *)w, (const uint8_t *)a, a_stride, 4, out); break;
+    }
+}
+
+#undef PG_ALWAYS_INLINE
