@@ -36,6 +36,9 @@ public enum MatMul {
         case .q5_0: return pg_vec_dot4_q5_0_q8_0
         case .q5_1: return pg_vec_dot4_q5_1_q8_1
         case .q8_0: return pg_vec_dot4_q8_0_q8_0
+        case .q4_K: return pg_vec_dot4_q4_K_q8_K
+        case .q5_K: return pg_vec_dot4_q5_K_q8_K
+        case .q6_K: return pg_vec_dot4_q6_K_q8_K
         default: return nil
         }
     }

@@ -32,6 +32,7 @@ public struct ChatTemplate: Sendable {
             globals.vars[key] = try JinjaValue.checked(value, limit: limits.maxNestingDepth)
         }
         let renderer = JinjaRenderer(globals: globals, limits: limits, fixedTime: fixedTime)
+        defer { renderer.releaseScopes() }
         return try renderer.render(nodes)
     }
 

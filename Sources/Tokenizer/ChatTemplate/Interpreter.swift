@@ -29,6 +29,16 @@ final class JinjaRenderer {
     private var iterations = 0
     private var callDepth = 0
 
+    /// Scopes that store a macro. A macro holds the scope that defines it while that scope holds
+    /// the macro, a reference cycle; `releaseScopes()` breaks these at the end of a render.
+    private var macroScopes: [JinjaScope] = []
+
+    /// Empties the scopes that store macros so that their cycles are freed.
+    func releaseScopes() {
+        for s in macroScopes { s.vars.removeAll() }
+        macroScopes.removeAll()
+    }
+
     init(globals: JinjaScope, limits: ChatTemplateLimits, fixedTime: Int64?) {
         self.limits = limits
         self.fixedTime = fixedTime
@@ -148,6 +158,7 @@ final class JinjaRenderer {
             return flow
         case let .macro(def):
             scope.vars[def.name] = .callable(.macro(JinjaMacro(def: def, scope: scope), caller: nil))
+            macroScopes.append(scope)
         case let .callBlock(call, params, defaults, body):
             let callerDef = JinjaMacroDef(name: "caller", params: params, defaults: defaults, body: body, pos: node.pos)
             let caller = JinjaValue.callable(.macro(JinjaMacro(def: callerDef, scope: scope), caller: nil))
