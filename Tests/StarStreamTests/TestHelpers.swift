@@ -107,3 +107,20 @@ func decodeAll(
     }
     return (frames, nil, buffer.readableBytes)
 }
+
+/// Frame equality that treats values bit for bit (NaN payloads included).
+func bitwiseEqual(_ a: [StarStreamFrame], _ b: [StarStreamFrame]) -> Bool {
+    guard a.count == b.count else { return false }
+    for (x, y) in zip(a, b) {
+        switch (x.payload, y.payload) {
+        case (.activations(let p), .activations(let q)):
+            guard x.sequenceID == y.sequenceID, x.position == y.position, p.dtype == q.dtype,
+                p.positions == q.positions, p.width == q.width,
+                p.values.map(\.bitPattern) == q.values.map(\.bitPattern)
+            else { return false }
+        default:
+            guard x == y else { return false }
+        }
+    }
+    return true
+}
