@@ -1,5 +1,5 @@
 import Testing
-@testable import StarStream
+import StarStream
 
 @Suite struct CRC32CTests {
     @Test func knownVectors() {

@@ -1,7 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import Testing
-@testable import StarStream
+import StarStream
 
 @Suite struct ErrorHandlerTests {
     final class Box: @unchecked Sendable { var errors: [StarStreamError] = [] }
@@ -32,6 +32,8 @@ import Testing
     @Test func httpGarbageGetsAnErrorFrameAndACloseAndNothingElse() throws {
         let box = Box()
         let channel = try makeChannel(box)
+        // Runs the pipeline teardown that a close schedules, so the channel is freed.
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
         #expect(channel.isActive)
         try channel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
         let error = try writtenError(channel)
@@ -45,6 +47,8 @@ import Testing
     @Test func goodFramesPassThenABadOneCloses() throws {
         let box = Box()
         let channel = try makeChannel(box)
+        // Runs the pipeline teardown that a close schedules, so the channel is freed.
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
         var input = try encoded(StarStreamFrame(sequenceID: 4, payload: .ping(11)))
         var bad = bytes(try encoded(StarStreamFrame(payload: .pong(12))))
         bad[33] ^= 0xFF
@@ -61,6 +65,8 @@ import Testing
     @Test func oversizedHeaderIsAnsweredAtOnce() throws {
         let box = Box()
         let channel = try makeChannel(box)
+        // Runs the pipeline teardown that a close schedules, so the channel is freed.
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
         try channel.writeInbound(ByteBuffer(bytes: rawFrame(type: 2, payload: [], length: 1 << 30)[0..<32]))
         #expect(try writtenError(channel)?.code == StarStreamErrorCode.payloadTooLarge)
         #expect(!channel.isActive)
@@ -69,10 +75,11 @@ import Testing
     @Test func applicationWritesStillEncode() throws {
         let box = Box()
         let channel = try makeChannel(box)
+        // Runs the pipeline teardown that a close schedules, so the channel is freed.
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
         try channel.writeOutbound(StarStreamFrame(payload: .pong(3)))
         var out = try channel.readOutbound(as: ByteBuffer.self) ?? ByteBuffer()
         #expect(try StarStreamCodec.decode(&out, limits: testLimits)?.payload == .pong(3))
         #expect(channel.isActive)
-        _ = try channel.finish()
     }
 }

@@ -1,6 +1,6 @@
 import NIOCore
 import Testing
-@testable import StarStream
+import StarStream
 
 @Suite struct FuzzTests {
     /// Seeded mutation fuzzing: valid frames of every type, mutated in many ways, fed to a fresh

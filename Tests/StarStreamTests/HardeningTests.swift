@@ -1,6 +1,6 @@
 import NIOCore
 import Testing
-@testable import StarStream
+import StarStream
 
 /// A frame built byte by byte, independent of the encoder. `length` overrides the header's
 /// payload length, `crc` its checksum (the real CRC otherwise).

@@ -1,7 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import Testing
-@testable import StarStream
+import StarStream
 
 let roomyLimits = StarStreamLimits(maxBatchTokens: 64, width: 512)
 

@@ -1,5 +1,5 @@
 import NIOCore
-@testable import StarStream
+import StarStream
 
 /// Deterministic generator (SplitMix64), so every run sees the same inputs.
 struct SeededRandom: RandomNumberGenerator {
