@@ -16,6 +16,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // Innermost SIMD loops (AVX2/FMA/F16C) with plain C reference twins.
@@ -44,6 +45,16 @@ let package = Package(
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
         .testTarget(name: "ReferenceTests", dependencies: ["Engine", "Models", "Tokenizer", "Sampling", "GGUF"]),
+        // StarStream: the binary protocol that carries hidden states between nodes.
+        .target(name: "StarStream", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(
+            name: "StarStreamTests",
+            dependencies: [
+                "StarStream",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,413 @@
+import NIOCore
+
+/// Channel-free encoding and decoding of StarStream frames. The NIO handlers use these too.
+public enum StarStreamCodec {
+
+    // MARK: Encoding
+
+    /// Appends `frame` (header and payload) to `buffer`. Validates the frame first with the rules
+    /// the decoder applies, so a frame that encodes also decodes (given a large enough cap);
+    /// on a throw nothing has been written.
+    public static func encode(_ frame: StarStreamFrame, into buffer: inout ByteBuffer) throws(StarStreamError) {
+        let payloadLength = try validatedPayloadLength(frame.payload)
+        guard let length32 = UInt32(exactly: payloadLength) else {
+            throw .payloadTooLarge(declared: UInt64(payloadLength), cap: UInt64(UInt32.max))
+        }
+        buffer.reserveCapacity(minimumWritableBytes: FrameHeader.size + payloadLength)
+        let headerIndex = buffer.writerIndex
+        buffer.writeInteger(FrameHeader.magic, endianness: .little, as: UInt32.self)
+        buffer.writeInteger(FrameHeader.currentVersion, endianness: .little, as: UInt16.self)
+        buffer.writeInteger(frame.payload.frameType.rawValue, endianness: .little, as: UInt16.self)
+        buffer.writeInteger(0, endianness: .little, as: UInt32.self)  // flags
+        buffer.writeInteger(frame.sequenceID, endianness: .little, as: UInt64.self)
+        buffer.writeInteger(frame.position, endianness: .little, as: UInt32.self)
+        buffer.writeInteger(length32, endianness: .little, as: UInt32.self)
+        buffer.writeInteger(0, endianness: .little, as: UInt32.self)  // checksum, patched below
+        let payloadIndex = buffer.writerIndex
+        writePayload(frame.payload, into: &buffer)
+        var checksum: UInt32 = 0
+        if let payload = buffer.getSlice(at: payloadIndex, length: buffer.writerIndex - payloadIndex) {
+            checksum = payload.withUnsafeReadableBytes { CRC32C.checksum($0) }
+        }
+        buffer.setInteger(checksum, at: headerIndex + 28, endianness: .little, as: UInt32.self)
+    }
+
+    /// `frame` encoded into a new buffer.
+    public static func encode(
+        _ frame: StarStreamFrame, allocator: ByteBufferAllocator = ByteBufferAllocator()
+    ) throws(StarStreamError) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: 0)
+        try encode(frame, into: &buffer)
+        return buffer
+    }
+
+    /// The payload length of a valid payload; throws for one the decoder would reject.
+    static func validatedPayloadLength(_ payload: StarStreamPayload) throws(StarStreamError) -> Int {
+        switch payload {
+        case .hello(let hello):
+            let tokenBytes = hello.clusterToken.utf8.count
+            guard tokenBytes <= Hello.maxClusterTokenBytes else {
+                throw .stringTooLong(length: tokenBytes, max: Hello.maxClusterTokenBytes)
+            }
+            guard hello.modelDigest.count == Hello.digestLength else {
+                throw .badDigestLength(hello.modelDigest.count)
+            }
+            guard hello.firstLayer <= hello.endLayer else {
+                throw .badLayerRange(first: hello.firstLayer, end: hello.endLayer)
+            }
+            return 2 + 1 + 2 + tokenBytes + Hello.digestLength + 4 + 4
+        case .activations(let activations):
+            return try validatedActivationsLength(activations)
+        case .token:
+            return 8
+        case .cancel:
+            return 0
+        case .error(_, let message):
+            let messageBytes = message.utf8.count
+            guard messageBytes <= StarStreamPayload.maxErrorMessageBytes else {
+                throw .stringTooLong(length: messageBytes, max: StarStreamPayload.maxErrorMessageBytes)
+            }
+            return 2 + 2 + messageBytes
+        case .ping, .pong:
+            return 8
+        }
+    }
+
+    static func validatedActivationsLength(_ a: Activations) throws(StarStreamError) -> Int {
+        let count = a.positions.count
+        guard count > 0, a.width > 0, UInt32(exactly: count) != nil, UInt32(exactly: a.width) != nil else {
+            throw .shapeMismatch
+        }
+        if a.dtype == .q8 && a.width % WireDType.q8BlockValues != 0 {
+            throw .widthNotMultipleOf32(width: UInt64(a.width))
+        }
+        let (valueCount, overflow) = count.multipliedReportingOverflow(by: a.width)
+        guard !overflow, valueCount == a.values.count else { throw .shapeMismatch }
+        var previous = a.positions[0]
+        for position in a.positions.dropFirst() {
+            guard position > previous else { throw .positionsNotIncreasing }
+            previous = position
+        }
+        guard let length = activationsPayloadLength(
+            dtype: a.dtype, count: UInt64(count), width: UInt64(a.width)), let result = Int(exactly: length)
+        else {
+            throw .payloadTooLarge(declared: UInt64.max, cap: UInt64(UInt32.max))
+        }
+        return result
+    }
+
+    /// 9 + 4·count + data bytes, or nil on overflow. `width` must already be a multiple of 32 for Q8.
+    static func activationsPayloadLength(dtype: WireDType, count: UInt64, width: UInt64) -> UInt64? {
+        let (values, o1) = count.multipliedReportingOverflow(by: width)
+        let dataBytes: UInt64
+        let o2: Bool
+        switch dtype {
+        case .f32: (dataBytes, o2) = values.multipliedReportingOverflow(by: 4)
+        case .f16: (dataBytes, o2) = values.multipliedReportingOverflow(by: 2)
+        case .q8:
+            (dataBytes, o2) = (values / UInt64(WireDType.q8BlockValues))
+                .multipliedReportingOverflow(by: UInt64(WireDType.q8BlockBytes))
+        }
+        let (positionBytes, o3) = count.multipliedReportingOverflow(by: 4)
+        let (sum, o4) = dataBytes.addingReportingOverflow(positionBytes)
+        let (total, o5) = sum.addingReportingOverflow(UInt64(StarStreamLimits.activationsFixedBytes))
+        if o1 || o2 || o3 || o4 || o5 { return nil }
+        return total
+    }
+
+    /// Writes a payload that `validatedPayloadLength` accepted.
+    static func writePayload(_ payload: StarStreamPayload, into buffer: inout ByteBuffer) {
+        switch payload {
+        case .hello(let hello):
+            buffer.writeInteger(hello.protocolVersion, endianness: .little, as: UInt16.self)
+            buffer.writeInteger(hello.role.rawValue, as: UInt8.self)
+            buffer.writeInteger(UInt16(truncatingIfNeeded: hello.clusterToken.utf8.count), endianness: .little)
+            buffer.writeString(hello.clusterToken)
+            buffer.writeBytes(hello.modelDigest)
+            buffer.writeInteger(hello.firstLayer, endianness: .little, as: UInt32.self)
+            buffer.writeInteger(hello.endLayer, endianness: .little, as: UInt32.self)
+        case .activations(let activations):
+            writeActivations(activations, into: &buffer)
+        case .token(let token):
+            buffer.writeInteger(UInt32(bitPattern: token.tokenID), endianness: .little, as: UInt32.self)
+            let logprob = token.logprob ?? Float.nan
+            buffer.writeInteger(logprob.bitPattern, endianness: .little, as: UInt32.self)
+        case .cancel:
+            break
+        case .error(let code, let message):
+            buffer.writeInteger(code, endianness: .little, as: UInt16.self)
+            buffer.writeInteger(UInt16(truncatingIfNeeded: message.utf8.count), endianness: .little)
+            buffer.writeString(message)
+        case .ping(let nonce), .pong(let nonce):
+            buffer.writeInteger(nonce, endianness: .little, as: UInt64.self)
+        }
+    }
+
+    static func writeActivations(_ a: Activations, into buffer: inout ByteBuffer) {
+        let count = a.positions.count
+        let width = a.width
+        buffer.writeInteger(a.dtype.rawValue, as: UInt8.self)
+        buffer.writeInteger(UInt32(truncatingIfNeeded: count), endianness: .little, as: UInt32.self)
+        buffer.writeInteger(UInt32(truncatingIfNeeded: width), endianness: .little, as: UInt32.self)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count * 4) { out in
+            a.positions.withUnsafeBufferPointer { positions in
+                for i in 0..<count {
+                    out.storeBytes(of: positions[i].littleEndian, toByteOffset: i * 4, as: UInt32.self)
+                }
+            }
+            return count * 4
+        }
+        let valueCount = count * width
+        switch a.dtype {
+        case .f32:
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: valueCount * 4) { out in
+                a.values.withUnsafeBufferPointer { values in
+                    for i in 0..<valueCount {
+                        out.storeBytes(of: values[i].bitPattern.littleEndian, toByteOffset: i * 4, as: UInt32.self)
+                    }
+                }
+                return valueCount * 4
+            }
+        case .f16:
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: valueCount * 2) { out in
+                a.values.withUnsafeBufferPointer { values in
+                    for i in 0..<valueCount {
+                        out.storeBytes(of: halfBits(from: values[i]).littleEndian, toByteOffset: i * 2, as: UInt16.self)
+                    }
+                }
+                return valueCount * 2
+            }
+        case .q8:
+            let blocks = valueCount / WireDType.q8BlockValues
+            let byteCount = blocks * WireDType.q8BlockBytes
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: byteCount) { out in
+                a.values.withUnsafeBufferPointer { values in
+                    for block in 0..<blocks {
+                        let base = block * WireDType.q8BlockValues
+                        let outBase = block * WireDType.q8BlockBytes
+                        var amax: Float = 0
+                        for j in 0..<WireDType.q8BlockValues {
+                            let magnitude = abs(values[base + j])
+                            if magnitude > amax { amax = magnitude }  // NaN never wins
+                        }
+                        let scale = amax / 127
+                        out.storeBytes(of: scale.bitPattern.littleEndian, toByteOffset: outBase, as: UInt32.self)
+                        for j in 0..<WireDType.q8BlockValues {
+                            var q: Float = 0
+                            if scale > 0 && scale.isFinite {
+                                q = (values[base + j] / scale).rounded(.toNearestOrAwayFromZero)
+                                if q.isNaN { q = 0 }
+                                q = Swift.min(127, Swift.max(-127, q))
+                            }
+                            out.storeBytes(
+                                of: UInt8(bitPattern: Int8(q)), toByteOffset: outBase + 4 + j, as: UInt8.self)
+                        }
+                    }
+                }
+                return byteCount
+            }
+        }
+    }
+
+    // MARK: Decoding
+
+    /// Decodes one frame from the front of `buffer`. Returns nil, consuming nothing, while the
+    /// frame is incomplete; on success the frame's bytes are consumed and any following bytes stay.
+    /// Throws as soon as the bytes present are invalid: a wrong magic from the first byte on, a bad
+    /// header (version, type, flags, length over `limits.maxPayloadBytes`) once its 32 bytes are
+    /// there, without waiting for the payload. After a throw, close the connection.
+    public static func decode(
+        _ buffer: inout ByteBuffer, limits: StarStreamLimits
+    ) throws(StarStreamError) -> StarStreamFrame? {
+        guard let header = try peekHeader(buffer, limits: limits) else { return nil }
+        guard let payloadLength = Int(exactly: header.payloadLength),
+            buffer.readableBytes - FrameHeader.size >= payloadLength
+        else { return nil }
+        buffer.moveReaderIndex(forwardBy: FrameHeader.size)
+        guard let payload = buffer.readSlice(length: payloadLength) else { return nil }
+        return try decodePayload(header: header, payload: payload, limits: limits)
+    }
+
+    /// Validates the header at the front of `buffer` without consuming it: nil while fewer than 32
+    /// bytes are there (after checking the magic of those that are).
+    public static func peekHeader(
+        _ buffer: ByteBuffer, limits: StarStreamLimits
+    ) throws(StarStreamError) -> FrameHeader? {
+        let start = buffer.readerIndex
+        let present = min(buffer.readableBytes, FrameHeader.magicBytes.count)
+        for i in 0..<present {
+            guard buffer.getInteger(at: start + i, as: UInt8.self) == FrameHeader.magicBytes[i] else {
+                throw .badMagic
+            }
+        }
+        guard buffer.readableBytes >= FrameHeader.size,
+            let version = buffer.getInteger(at: start + 4, endianness: .little, as: UInt16.self),
+            let rawType = buffer.getInteger(at: start + 6, endianness: .little, as: UInt16.self),
+            let flags = buffer.getInteger(at: start + 8, endianness: .little, as: UInt32.self),
+            let sequenceID = buffer.getInteger(at: start + 12, endianness: .little, as: UInt64.self),
+            let position = buffer.getInteger(at: start + 20, endianness: .little, as: UInt32.self),
+            let length = buffer.getInteger(at: start + 24, endianness: .little, as: UInt32.self),
+            let checksum = buffer.getInteger(at: start + 28, endianness: .little, as: UInt32.self)
+        else { return nil }
+        guard version == FrameHeader.currentVersion else { throw .unsupportedVersion(version) }
+        guard let type = StarStreamFrameType(rawValue: rawType) else { throw .unknownType(rawType) }
+        guard flags & FrameHeader.reservedFlagsMask == 0 else { throw .reservedFlags(flags) }
+        let cap = UInt64(max(0, limits.maxPayloadBytes))
+        guard UInt64(length) <= cap else { throw .payloadTooLarge(declared: UInt64(length), cap: cap) }
+        return FrameHeader(
+            version: version, type: type, flags: flags, sequenceID: sequenceID, position: position,
+            payloadLength: length, checksum: checksum)
+    }
+
+    /// Checks the CRC and the structure of a complete payload (exactly `header.payloadLength` bytes).
+    public static func decodePayload(
+        header: FrameHeader, payload: ByteBuffer, limits: StarStreamLimits
+    ) throws(StarStreamError) -> StarStreamFrame {
+        let length = header.payloadLength
+        guard UInt64(payload.readableBytes) == UInt64(length) else {
+            throw .badPayloadLength(type: header.type.rawValue, length: length)
+        }
+        let actual = payload.withUnsafeReadableBytes { CRC32C.checksum($0) }
+        guard actual == header.checksum else { throw .checksumMismatch(expected: header.checksum, actual: actual) }
+        var p = payload
+        let type = header.type.rawValue
+        let body: StarStreamPayload
+        switch header.type {
+        case .hello:
+            body = .hello(try decodeHello(&p, type: type, length: length))
+        case .activations:
+            body = .activations(try decodeActivations(&p, length: length, limits: limits))
+        case .token:
+            guard p.readableBytes == 8,
+                let id = p.readInteger(endianness: .little, as: UInt32.self),
+                let logprob = p.readInteger(endianness: .little, as: UInt32.self)
+            else { throw .badPayloadLength(type: type, length: length) }
+            let value = Float(bitPattern: logprob)
+            body = .token(TokenMessage(tokenID: Int32(bitPattern: id), logprob: value.isNaN ? nil : value))
+        case .cancel:
+            guard p.readableBytes == 0 else { throw .badPayloadLength(type: type, length: length) }
+            body = .cancel
+        case .error:
+            guard let code = p.readInteger(endianness: .little, as: UInt16.self),
+                let messageLength = p.readInteger(endianness: .little, as: UInt16.self)
+            else { throw .badPayloadLength(type: type, length: length) }
+            let message = try readString(
+                &p, length: Int(messageLength), max: StarStreamPayload.maxErrorMessageBytes, type: type,
+                payloadLength: length)
+            guard p.readableBytes == 0 else { throw .badPayloadLength(type: type, length: length) }
+            body = .error(code: code, message: message)
+        case .ping, .pong:
+            guard p.readableBytes == 8, let nonce = p.readInteger(endianness: .little, as: UInt64.self) else {
+                throw .badPayloadLength(type: type, length: length)
+            }
+            body = header.type == .ping ? .ping(nonce) : .pong(nonce)
+        }
+        return StarStreamFrame(sequenceID: header.sequenceID, position: header.position, payload: body)
+    }
+
+    /// Reads `length` bytes of UTF-8 after checking `length <= max` and that they are there.
+    private static func readString(
+        _ p: inout ByteBuffer, length: Int, max: Int, type: UInt16, payloadLength: UInt32
+    ) throws(StarStreamError) -> String {
+        guard length <= max else { throw .stringTooLong(length: length, max: max) }
+        guard let bytes = p.readBytes(length: length) else {
+            throw .badPayloadLength(type: type, length: payloadLength)
+        }
+        guard let string = String(validating: bytes, as: UTF8.self) else { throw .badString }
+        return string
+    }
+
+    private static func decodeHello(
+        _ p: inout ByteBuffer, type: UInt16, length: UInt32
+    ) throws(StarStreamError) -> Hello {
+        guard let version = p.readInteger(endianness: .little, as: UInt16.self),
+            let rawRole = p.readInteger(as: UInt8.self),
+            let tokenLength = p.readInteger(endianness: .little, as: UInt16.self)
+        else { throw .badPayloadLength(type: type, length: length) }
+        guard let role = StarStreamRole(rawValue: rawRole) else { throw .badRole(rawRole) }
+        let token = try readString(
+            &p, length: Int(tokenLength), max: Hello.maxClusterTokenBytes, type: type, payloadLength: length)
+        guard p.readableBytes == Hello.digestLength + 8,
+            let digest = p.readBytes(length: Hello.digestLength),
+            let first = p.readInteger(endianness: .little, as: UInt32.self),
+            let end = p.readInteger(endianness: .little, as: UInt32.self)
+        else { throw .badPayloadLength(type: type, length: length) }
+        guard first <= end else { throw .badLayerRange(first: first, end: end) }
+        return Hello(
+            protocolVersion: version, role: role, clusterToken: token, modelDigest: digest, firstLayer: first,
+            endLayer: end)
+    }
+
+    private static func decodeActivations(
+        _ p: inout ByteBuffer, length: UInt32, limits: StarStreamLimits
+    ) throws(StarStreamError) -> Activations {
+        let type = StarStreamFrameType.activations.rawValue
+        guard let rawDType = p.readInteger(as: UInt8.self),
+            let count32 = p.readInteger(endianness: .little, as: UInt32.self),
+            let width32 = p.readInteger(endianness: .little, as: UInt32.self)
+        else { throw .badPayloadLength(type: type, length: length) }
+        guard let dtype = WireDType(rawValue: rawDType) else { throw .badDType(rawDType) }
+        guard count32 > 0, width32 > 0 else { throw .shapeMismatch }
+        if dtype == .q8 && width32 % UInt32(WireDType.q8BlockValues) != 0 {
+            throw .widthNotMultipleOf32(width: UInt64(width32))
+        }
+        // Every size below is checked against the payload that is already here before anything is
+        // allocated, so hostile counts cannot make the receiver reserve memory.
+        guard let expected = activationsPayloadLength(dtype: dtype, count: UInt64(count32), width: UInt64(width32)),
+            expected == UInt64(length)
+        else { throw .shapeMismatch }
+        let valueCount64 = UInt64(count32) * UInt64(width32)  // both < 2^32: no overflow
+        let (decodedBytes, overflow) = valueCount64.multipliedReportingOverflow(by: 4)
+        let cap = UInt64(max(0, limits.maxPayloadBytes))
+        guard !overflow, decodedBytes <= cap else {
+            throw .decodedSizeTooLarge(bytes: overflow ? UInt64.max : decodedBytes, cap: cap)
+        }
+        guard let count = Int(exactly: count32), let width = Int(exactly: width32),
+            let valueCount = Int(exactly: valueCount64),
+            p.readableBytes == Int(exactly: expected).map({ $0 - StarStreamLimits.activationsFixedBytes })
+        else { throw .shapeMismatch }
+
+        let positions = p.withUnsafeReadableBytes { raw in
+            [UInt32](unsafeUninitializedCapacity: count) { out, initialized in
+                for i in 0..<count {
+                    out[i] = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
+                }
+                initialized = count
+            }
+        }
+        for i in 1..<count where positions[i] <= positions[i - 1] {
+            throw .positionsNotIncreasing
+        }
+        p.moveReaderIndex(forwardBy: count * 4)
+
+        let values = p.withUnsafeReadableBytes { raw in
+            [Float](unsafeUninitializedCapacity: valueCount) { out, initialized in
+                switch dtype {
+                case .f32:
+                    for i in 0..<valueCount {
+                        out[i] = Float(
+                            bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
+                    }
+                case .f16:
+                    for i in 0..<valueCount {
+                        out[i] = floatFromHalfBits(
+                            UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
+                    }
+                case .q8:
+                    let blocks = valueCount / WireDType.q8BlockValues
+                    for block in 0..<blocks {
+                        let inBase = block * WireDType.q8BlockBytes
+                        let outBase = block * WireDType.q8BlockValues
+                        let scale = Float(
+                            bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: inBase, as: UInt32.self)))
+                        for j in 0..<WireDType.q8BlockValues {
+                            out[outBase + j] = scale * Float(Int8(bitPattern: raw[inBase + 4 + j]))
+                        }
+                    }
+                }
+                initialized = valueCount
+            }
+        }
+        return Activations(dtype: dtype, positions: positions, width: width, values: values)
+    }
+}
