@@ -389,6 +389,62 @@ PG_DOT4_SYMMETRIC(pg_vec_dot4_q8_0_q8_0, pg_vec_dot_q8_0_q8_0, pg_block_q8_0, pg
 PG_DOT4_WITH_MIN(pg_vec_dot4_q4_1_q8_1, pg_vec_dot_q4_1_q8_1, pg_block_q4_1, q4_1_weights)
 PG_DOT4_WITH_MIN(pg_vec_dot4_q5_1_q8_1, pg_vec_dot_q5_1_q8_1, pg_block_q5_1, q5_1_weights)
 
+// As PG_DOT4_SYMMETRIC, with the activation scales read as floats: the scale of a (block, row)
+// pair is f32(d_w) * scales[row][block], the same product the single-row kernel forms.
+#define PG_ROW_STEP_S(ACC, A, IB, Q, QABS, T)                                                     \
+    ACC = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&scales[(T) * scale_stride + (IB)])), \
+                          _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(QABS,          \
+                              _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)A[IB].qs), Q)), _mm256_set1_epi16(1))), ACC)
+
+#define PG_DOT4S_SYMMETRIC(NAME, WBLOCK, WEIGHTS)                                                 \
+    void NAME(int64_t n, const void *vw, const void *va, int64_t a_stride,                        \
+              const float *scales, int64_t scale_stride, float *out) {                            \
+        const WBLOCK *w = (const WBLOCK *)vw;                                                      \
+        PG_FOUR_ROWS(pg_block_q8_0);                                                              \
+        const int64_t nb = n / PG_QK;                                                             \
+        __m256 e0 = _mm256_setzero_ps(), e1 = _mm256_setzero_ps(), e2 = _mm256_setzero_ps(), e3 = _mm256_setzero_ps(); \
+        __m256 o0 = _mm256_setzero_ps(), o1 = _mm256_setzero_ps(), o2 = _mm256_setzero_ps(), o3 = _mm256_setzero_ps(); \
+        int64_t ib = 0;                                                                           \
+        for (; ib + 1 < nb; ib += 2) {                                                            \
+            {                                                                                     \
+                const __m256 dw = _mm256_broadcastss_ps(load_f16x2(&w[ib]));                      \
+                const __m256i q0 = WEIGHTS(&w[ib]), q0a = _mm256_sign_epi8(q0, q0);              \
+                PG_ROW_STEP_S(e0, a0, ib, q0, q0a, 0); PG_ROW_STEP_S(e1, a1, ib, q0, q0a, 1);     \
+                PG_ROW_STEP_S(e2, a2, ib, q0, q0a, 2); PG_ROW_STEP_S(e3, a3, ib, q0, q0a, 3);     \
+            }                                                                                     \
+            {                                                                                     \
+                const __m256 dw = _mm256_broadcastss_ps(load_f16x2(&w[ib + 1]));                  \
+                const __m256i q1 = WEIGHTS(&w[ib + 1]), q1a = _mm256_sign_epi8(q1, q1);          \
+                PG_ROW_STEP_S(o0, a0, ib + 1, q1, q1a, 0); PG_ROW_STEP_S(o1, a1, ib + 1, q1, q1a, 1); \
+                PG_ROW_STEP_S(o2, a2, ib + 1, q1, q1a, 2); PG_ROW_STEP_S(o3, a3, ib + 1, q1, q1a, 3); \
+            }                                                                                     \
+        }                                                                                         \
+        if (ib < nb) {                                                                            \
+            const __m256 dw = _mm256_broadcastss_ps(load_f16x2(&w[ib]));                          \
+            const __m256i q0 = WEIGHTS(&w[ib]), q0a = _mm256_sign_epi8(q0, q0);                  \
+            PG_ROW_STEP_S(e0, a0, ib, q0, q0a, 0); PG_ROW_STEP_S(e1, a1, ib, q0, q0a, 1);         \
+            PG_ROW_STEP_S(e2, a2, ib, q0, q0a, 2); PG_ROW_STEP_S(e3, a3, ib, q0, q0a, 3);         \
+        }                                                                                         \
+        out[0] = hsum_f32x8(_mm256_add_ps(e0, o0));                                               \
+        out[1] = hsum_f32x8(_mm256_add_ps(e1, o1));                                               \
+        out[2] = hsum_f32x8(_mm256_add_ps(e2, o2));                                               \
+        out[3] = hsum_f32x8(_mm256_add_ps(e3, o3));                                               \
+    }
+
+PG_DOT4S_SYMMETRIC(pg_vec_dot4s_q4_0_q8_0, pg_block_q4_0, q4_0_signed)
+PG_DOT4S_SYMMETRIC(pg_vec_dot4s_q5_0_q8_0, pg_block_q5_0, q5_0_signed)
+PG_DOT4S_SYMMETRIC(pg_vec_dot4s_q8_0_q8_0, pg_block_q8_0, q8_0_weights)
+
+void pg_q8_0_row_scales(const void *va, int64_t a_stride, int64_t rows, int64_t n, float *scales) {
+    const int64_t nb = n / PG_QK;
+    for (int64_t t = 0; t < rows; t++) {
+        const pg_block_q8_0 *a = (const pg_block_q8_0 *)((const char *)va + t * a_stride);
+        for (int64_t b = 0; b < nb; b++) scales[t * nb + b] = _mm_cvtss_f32(load_f16x2(&a[b]));
+    }
+}
+
+#undef PG_DOT4S_SYMMETRIC
+#undef PG_ROW_STEP_S
 #undef PG_DOT4_SYMMETRIC
 #undef PG_DOT4_WITH_MIN
 #undef PG_ROW_STEP

@@ -43,6 +43,19 @@ public enum MatMul {
         }
     }
 
+    public typealias Dot4ScaledKernel = @convention(c) (Int64, UnsafeRawPointer?, UnsafeRawPointer?, Int64,
+                                                        UnsafePointer<Float>?, Int64, UnsafeMutablePointer<Float>?) -> Void
+
+    /// The four-row dot product that reads Q8_0 activation scales as precomputed floats.
+    static func quantizedDot4Scaled(_ type: GGMLType) -> Dot4ScaledKernel? {
+        switch type {
+        case .q4_0: return pg_vec_dot4s_q4_0_q8_0
+        case .q5_0: return pg_vec_dot4s_q5_0_q8_0
+        case .q8_0: return pg_vec_dot4s_q8_0_q8_0
+        default: return nil
+        }
+    }
+
     /// Quantizes `tokens` rows of `columns` floats into `dst` in `format`.
     public static func quantizeActivations(_ format: ActivationFormat, _ x: UnsafePointer<Float>, tokens: Int,
                                            columns: Int, into dst: UnsafeMutableRawPointer) {
@@ -93,6 +106,13 @@ public enum MatMul {
                 quantizeActivations(format, x, tokens: tokens, columns: columns, into: dst)
             }
         }
+        // Prefill reads Q8_0 block scales as floats, converted here once rather than per weight row.
+        let scales = (scratch + group.scaleOffset(tokens: tokens)).assumingMemoryBound(to: Float.self)
+        if tokens >= 4, let f = group.formats.firstIndex(of: .q8_0) {
+            pg_q8_0_row_scales(scratch + group.scratchOffset(format: f, tokens: tokens), Int64(ActivationFormat.q8_0.rowBytes(columns)),
+                               Int64(tokens), Int64(columns), scales)
+        }
+        let blocksPerRow = Int64(columns / 32)
         let n = Int64(columns)
         pool.parallelFor(group.totalRows, granule: 8) { range in
             for (i, w) in group.matrices.enumerated() {
@@ -106,12 +126,19 @@ public enum MatMul {
                     let act = UnsafeRawPointer(scratch + group.scratchOffset(format: f, tokens: tokens))
                     let actStride = format.rowBytes(columns)
                     let dot4 = tokens >= 4 ? quantizedDot4(w.type) : nil
+                    let dot4s = tokens >= 4 ? quantizedDot4Scaled(w.type) : nil
                     withUnsafeTemporaryAllocation(of: Float.self, capacity: 4) { four in
                         let four = four.baseAddress!
                         for r in (lo - base) ..< (hi - base) {
                             let wr = w.row(r)
                             var t = 0
-                            if let dot4 {
+                            if let dot4s {
+                                while t + 4 <= tokens {
+                                    dot4s(n, wr, act + t * actStride, Int64(actStride), scales + t * Int(blocksPerRow), blocksPerRow, four)
+                                    for i in 0 ..< 4 { out[(t + i) * rows + r] = four[i] }
+                                    t += 4
+                                }
+                            } else if let dot4 {
                                 while t + 4 <= tokens {
                                     dot4(n, wr, act + t * actStride, Int64(actStride), 4, four)
                                     for i in 0 ..< 4 { out[(t + i) * rows + r] = four[i] }

@@ -121,6 +121,11 @@ public struct MatrixGroup: @unchecked Sendable {
         return offset
     }
 
+    /// Where the float scales of the Q8_0 activation blocks start (prefill reads them as floats).
+    func scaleOffset(tokens: Int) -> Int { scratchOffset(format: formats.count, tokens: tokens) }
+
     /// Scratch bytes a multiply of `tokens` rows needs.
-    public func scratchBytes(tokens: Int) -> Int { scratchOffset(format: formats.count, tokens: tokens) }
+    public func scratchBytes(tokens: Int) -> Int {
+        scaleOffset(tokens: tokens) + (formats.contains(.q8_0) ? (tokens * (columns / 32) * 4 + 63) / 64 * 64 : 0)
+    }
 }

@@ -69,8 +69,9 @@ public final class ForwardState: @unchecked Sendable {
         positions = .allocate(capacity: n)
         groupOutputs = .allocate(capacity: 3)
         let widest = max(e, config.qWidth, config.feedForwardLength)
-        // Up to three partner formats in one group (Q|K|V of mixed quant families).
-        let qbytes = 3 * n * ((widest + 255) / 256 * 292 + 64) + 4096
+        // Up to three partner formats in one group (Q|K|V of mixed quant families), plus the
+        // float block scales of Q8_0 activations: four rows' worth covers them all.
+        let qbytes = 4 * n * ((widest + 255) / 256 * 292 + 64) + 4096
         quantScratch = .allocate(byteCount: qbytes, alignment: 64)
     }
 
@@ -134,15 +135,19 @@ extension TransformerModel {
 
     private func runBlock(_ b: BlockWeights, layer: Int, tokens n: Int, start: Int, cache: KVCache, state s: ForwardState) {
         let c = config, e = c.embeddingLength, hd = c.headDim
-        for t in 0 ..< n {
-            Ops.rmsNorm(s.x + t * e, weight: b.attentionNorm.pointer, eps: c.rmsEpsilon, count: e, into: s.xn + t * e)
+        // Per-token work runs across the pool in prefill; one token (decode) runs inline.
+        s.pool.parallelFor(n, granule: 4) { range in
+            for t in range {
+                Ops.rmsNorm(s.x + t * e, weight: b.attentionNorm.pointer, eps: c.rmsEpsilon, count: e, into: s.xn + t * e)
+            }
         }
         s.groupOutputs[0] = s.q
         s.groupOutputs[1] = s.k
         s.groupOutputs[2] = s.v
         MatMul.multiply(b.qkvGroup, s.xn, tokens: n, into: s.groupOutputs, scratch: s.quantScratch, pool: s.pool)
         let keys = cache.keys(layer), values = cache.values(layer)
-        for t in 0 ..< n {
+        s.pool.parallelFor(n, granule: 4) { range in
+        for t in range {
             let q = s.q + t * c.qWidth, k = s.k + t * c.kvWidth, v = s.v + t * c.kvWidth
             if let bias = b.qBias { Ops.add(q, bias.pointer, count: c.qWidth) }
             if let bias = b.kBias { Ops.add(k, bias.pointer, count: c.kvWidth) }
@@ -157,19 +162,24 @@ extension TransformerModel {
             (keys + (start + t) * c.kvWidth).update(from: k, count: c.kvWidth)
             (values + (start + t) * c.kvWidth).update(from: v, count: c.kvWidth)
         }
+        }
         Attention.causal(shape: c.attentionShape, q: s.q, tokens: n, positions: s.positions, keys: keys, values: values,
                          out: s.attn, scores: s.scores, scoreStride: s.scoreStride, pool: s.pool)
         s.groupOutputs[0] = s.proj
         MatMul.multiply(b.outputGroup, s.attn, tokens: n, into: s.groupOutputs, scratch: s.quantScratch, pool: s.pool)
         Ops.add(s.x, s.proj, count: n * e)
 
-        for t in 0 ..< n {
-            Ops.rmsNorm(s.x + t * e, weight: b.ffnNorm.pointer, eps: c.rmsEpsilon, count: e, into: s.xn + t * e)
+        s.pool.parallelFor(n, granule: 4) { range in
+            for t in range {
+                Ops.rmsNorm(s.x + t * e, weight: b.ffnNorm.pointer, eps: c.rmsEpsilon, count: e, into: s.xn + t * e)
+            }
         }
         s.groupOutputs[0] = s.gate
         s.groupOutputs[1] = s.up
         MatMul.multiply(b.gateUpGroup, s.xn, tokens: n, into: s.groupOutputs, scratch: s.quantScratch, pool: s.pool)
-        Ops.swiglu(s.gate, s.up, count: n * c.feedForwardLength)
+        s.pool.parallelFor(n * c.feedForwardLength, granule: 16384) { range in
+            Ops.swiglu(s.gate + range.lowerBound, s.up + range.lowerBound, count: range.count)
+        }
         s.groupOutputs[0] = s.proj
         MatMul.multiply(b.downGroup, s.gate, tokens: n, into: s.groupOutputs, scratch: s.quantScratch, pool: s.pool)
         Ops.add(s.x, s.proj, count: n * e)

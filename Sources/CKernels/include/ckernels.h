@@ -53,6 +53,18 @@ void pg_vec_dot4_q4_K_q8_K(int64_t n, const void *w, const void *a, int64_t a_st
 void pg_vec_dot4_q5_K_q8_K(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out);
 void pg_vec_dot4_q6_K_q8_K(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out);
 
+// As pg_vec_dot4_* for the Q8_0-paired formats with count = 4, taking each activation block's
+// scale as a float from `scales` (scales[t * scale_stride + b] = d of block b of row t), converted
+// once per mat-mul instead of once per weight row. Bit-identical to the single-row kernels.
+void pg_vec_dot4s_q4_0_q8_0(int64_t n, const void *w, const void *a, int64_t a_stride,
+                            const float *scales, int64_t scale_stride, float *out);
+void pg_vec_dot4s_q5_0_q8_0(int64_t n, const void *w, const void *a, int64_t a_stride,
+                            const float *scales, int64_t scale_stride, float *out);
+void pg_vec_dot4s_q8_0_q8_0(int64_t n, const void *w, const void *a, int64_t a_stride,
+                            const float *scales, int64_t scale_stride, float *out);
+// The float scales of `rows` Q8_0 activation rows of n values, `a_stride` bytes apart.
+void pg_q8_0_row_scales(const void *a, int64_t a_stride, int64_t rows, int64_t n, float *scales);
+
 // ---- Float weights against f32 activations --------------------------------------------------
 // n is any count (no block constraint).
 float pg_vec_dot_f32_f32(int64_t n, const float *w, const float *a);
