@@ -51,6 +51,7 @@ let package = Package(
             name: "StarStreamTests",
             dependencies: [
                 "StarStream",
+                "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]

@@ -2,21 +2,15 @@
 // random data, the references against independent Swift decoders written from the block
 // formulas, and a few hand-built blocks with hand-computed dot products.
 import CKernels
+import TestSupport
 import Testing
 
 // MARK: - Helpers
 
-/// CKSplitMix64: tiny, seedable, good enough for test data.
-struct CKSplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// Test-data helpers on the shared seeded generator.
+typealias CKSplitMix64 = SplitMix64
+
+extension SplitMix64 {
     /// Uniform in [0, 1).
     mutating func unit() -> Float { Float(next() >> 40) / Float(1 << 24) }
     mutating func float(_ lo: Float, _ hi: Float) -> Float { lo + (hi - lo) * unit() }

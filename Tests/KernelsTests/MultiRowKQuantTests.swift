@@ -1,22 +1,10 @@
 // The multi-row K-quant dot products (prefill) against the single-row kernels: for every count
 // 1...4 each output must equal, bit for bit, the single-row result on that activation row.
 import CKernels
+import TestSupport
 import Testing
 
-/// KMultiRNG: SplitMix64, local to these tests.
-private struct KMultiRNG {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func unit() -> Float { Float(next() >> 40) / Float(1 << 24) }
-    mutating func float(_ lo: Float, _ hi: Float) -> Float { lo + (hi - lo) * unit() }
-}
+private typealias KMultiRNG = SplitMix64
 
 private enum KType: String, CaseIterable, CustomStringConvertible {
     case q4K, q5K, q6K

@@ -1,18 +1,9 @@
 import NIOCore
 import StarStream
+import TestSupport
 
-/// Deterministic generator (SplitMix64), so every run sees the same inputs.
-struct SeededRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The shared deterministic generator, so every run sees the same inputs.
+typealias SeededRandom = SplitMix64
 
 func randomValues(_ count: Int, scale: Float = 4, using rng: inout SeededRandom) -> [Float] {
     (0..<count).map { _ in Float.random(in: -scale...scale, using: &rng) }
