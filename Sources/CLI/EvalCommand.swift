@@ -15,13 +15,14 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         let engine = try InferenceEngine(modelOptions)
+        let session = engine.makeSession(logitRows: engine.batchSize)
         let data = Data(try readFile(input))
         let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
         for (number, line) in lines.enumerated() {
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
             let output: [String: Any]
             do {
-                output = try evaluate(Data(line), engine: engine)
+                output = try evaluate(Data(line), engine: engine, session: session)
             } catch {
                 output = ["line": number + 1, "error": "\(error)"]
             }
@@ -34,7 +35,7 @@ struct Eval: ParsableCommand {
         var description: String
     }
 
-    func evaluate(_ line: Data, engine: InferenceEngine) throws -> [String: Any] {
+    func evaluate(_ line: Data, engine: InferenceEngine, session: InferenceEngine.Session) throws -> [String: Any] {
         guard let object = try JSONSerialization.jsonObject(with: line) as? [String: Any] else {
             throw BadLine(description: "each line must be a JSON object")
         }
@@ -47,7 +48,7 @@ struct Eval: ParsableCommand {
             throw BadLine(description: "a line needs either text, or tokens and continuation")
         }
         let k = (object["top_k"] as? NSNumber)?.intValue ?? 5
-        let top = try engine.topK(tokens: tokens, continuation: continuation, k: k)
+        let top = try engine.topK(tokens: tokens, continuation: continuation, k: k, session: session)
         return ["id": id, "top": top.map { row in row.map { [Int($0.token), Double($0.probability)] as [Any] } }]
     }
 

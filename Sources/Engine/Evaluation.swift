@@ -57,14 +57,22 @@ extension InferenceEngine {
     }
 
     /// Teacher-forced top-k: for each i, the k most likely tokens (plain softmax) given
-    /// `tokens + continuation[..<i]`.
-    public func topK(tokens: [Int32], continuation: [Int32], k: Int) throws -> [[TokenProbability]] {
+    /// `tokens + continuation[..<i]`. Pass a session from `makeSession(logitRows: batchSize)`
+    /// to reuse its cache and buffers across calls.
+    public func topK(tokens: [Int32], continuation: [Int32], k: Int, session: Session? = nil) throws -> [[TokenProbability]] {
         guard !tokens.isEmpty else { throw EngineError.emptyPrompt }
         guard k > 0, k <= config.vocabularySize else { throw EngineError.invalidArgument("top_k \(k) is out of range") }
         guard !continuation.isEmpty else { return [] }
+        // The last continuation token is never fed to the model, so check the ids here.
+        if let bad = continuation.first(where: { $0 < 0 || Int($0) >= config.vocabularySize }) {
+            throw EngineError.model(.tokenOutOfRange(bad, vocabularySize: config.vocabularySize))
+        }
         let sequence = tokens + continuation.dropLast()
         let wanted = (tokens.count - 1) ..< sequence.count
-        let session = makeSession(logitRows: batchSize)
+        let session = session ?? makeSession(logitRows: batchSize)
+        guard session.state.logitCapacity >= batchSize else {
+            throw EngineError.invalidArgument("top-k needs a session made with logitRows: batchSize")
+        }
         let vocab = config.vocabularySize
         var result: [[TokenProbability]] = []
         try forEachLogitRow(sequence, session: session) { offset, rows in

@@ -30,7 +30,8 @@ public final class ForwardState: @unchecked Sendable {
     let config: ModelConfig
     let x, xn, q, k, v, attn, proj, gate, up: UnsafeMutablePointer<Float>
     let logits: UnsafeMutablePointer<Float>
-    let logitCapacity: Int
+    /// Rows of logits one call may return.
+    public let logitCapacity: Int
     let scores: UnsafeMutablePointer<Float>
     let scoreStride: Int
     let ropeTable: UnsafeMutablePointer<Float>
@@ -96,7 +97,6 @@ extension TransformerModel {
         guard start >= 0, start <= cache.length else { throw .badPosition(start: start, cached: cache.length) }
         guard start + n <= cache.capacity else { throw .contextFull(needed: start + n, capacity: cache.capacity) }
         guard start + n < s.scoreStride else { throw .contextFull(needed: start + n, capacity: s.scoreStride - 16) }
-        cache.truncate(to: start)
 
         switch input {
         case let .tokens(ids):
@@ -109,6 +109,8 @@ extension TransformerModel {
             guard !isFirst else { throw .badInput("hidden-state input needs a slice after the first") }
             s.x.update(from: h, count: n * e)
         }
+        // Only valid input may rewind the cache: a rejected call leaves the sequence as it was.
+        cache.truncate(to: start)
 
         for t in 0 ..< n {
             s.positions[t] = Int32(start + t)

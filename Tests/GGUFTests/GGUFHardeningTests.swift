@@ -131,7 +131,6 @@ import Testing
             }
             if (try? GGUFFile(bytes: bytes)) != nil { parsed += 1 } else { rejected += 1 }
         }
-        #expect(parsed + rejected == 100_000)
         #expect(rejected > 10_000)
         #expect(parsed > 1_000)
     }

@@ -104,5 +104,11 @@ import Testing
             try [Int32(1)].withUnsafeBufferPointer { _ = try model.forward(.tokens($0), start: 8, cache: cache, state: state) }
         }
         #expect(throws: ModelError.badLayerRange(2 ..< 9, layerCount: 4)) { try TransformerModel(file: file, layers: 2 ..< 9) }
+        // A rejected rewind must not lose the cached positions.
+        #expect(cache.length == 8)
+        #expect(throws: ModelError.tokenOutOfRange(99, vocabularySize: 64)) {
+            try [Int32(99)].withUnsafeBufferPointer { _ = try model.forward(.tokens($0), start: 2, cache: cache, state: state) }
+        }
+        #expect(cache.length == 8)
     }
 }

@@ -47,10 +47,11 @@ struct ReferenceTests {
     func teacherForcedTopKMatchesLlamaCpp(_ m: ReferenceData.ModelCase) throws {
         let engine = try ReferenceData.engine(m)
         let ref = try ReferenceData.load(ReferenceData.Reference.self, m.referenceFile)
+        let session = engine.makeSession(logitRows: engine.batchSize)
         var decisive = 0, argmaxAgree = 0, clear = 0
         var gaps: [Double] = []
         for c in ref.continuations {
-            let ours = try engine.topK(tokens: c.prompt_tokens, continuation: c.tokens, k: 5)
+            let ours = try engine.topK(tokens: c.prompt_tokens, continuation: c.tokens, k: 5, session: session)
             try #require(ours.count == c.top.count)
             for (i, (mine, theirs)) in zip(ours, c.top).enumerated() {
                 let t1 = theirs[0], t2 = theirs.count > 1 ? theirs[1] : [0, 0]
