@@ -16,6 +16,7 @@ public final class ComputePool: @unchecked Sendable {
     private let remaining = Atomic<Int>(0)
     private let sleepers = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
+    private let resting = Atomic<Bool>(false)
     private var job: ((Int) -> Void)?
     private var mutex = pthread_mutex_t()
     private var cond = pthread_cond_t()
@@ -68,6 +69,7 @@ public final class ComputePool: @unchecked Sendable {
         defer { pthread_mutex_unlock(&runLock) }
         withoutActuallyEscaping(body) { escapable in
             job = escapable
+            resting.store(false, ordering: .relaxed)
             remaining.store(workers, ordering: .relaxed)
             generation.add(1, ordering: .sequentiallyConsistent)
             if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
@@ -79,6 +81,13 @@ public final class ComputePool: @unchecked Sendable {
             while remaining.load(ordering: .acquiring) > 0 { spinPause() }
             job = nil
         }
+    }
+
+    /// Asks idle workers to park now instead of spinning. A process that shares its cores with
+    /// others (pipeline nodes on one machine) calls this when it runs out of work, so the
+    /// spinning does not steal the core the next stage needs. The next `run` wakes them.
+    public func rest() {
+        resting.store(true, ordering: .releasing)
     }
 
     /// Splits `0..<count` into one contiguous range per thread, in multiples of `granule`.
@@ -100,7 +109,7 @@ public final class ComputePool: @unchecked Sendable {
             var current = generation.load(ordering: .acquiring)
             while current == seen {
                 spins += 1
-                if spins < Self.spinLimit {
+                if spins < Self.spinLimit && !resting.load(ordering: .relaxed) {
                     spinPause()
                 } else {
                     pthread_mutex_lock(&mutex)

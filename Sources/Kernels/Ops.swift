@@ -130,6 +130,23 @@ public enum Attention {
                               keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                               out: UnsafeMutablePointer<Float>, scores: UnsafeMutablePointer<Float>,
                               scoreStride: Int, pool: ComputePool) {
+        let rowKeys = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: max(1, tokens))
+        let rowValues = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: max(1, tokens))
+        defer { rowKeys.deallocate(); rowValues.deallocate() }
+        for t in 0 ..< tokens {
+            rowKeys[t] = keys
+            rowValues[t] = values
+        }
+        causal(shape: shape, q: q, tokens: tokens, positions: positions, rowKeys: rowKeys, rowValues: rowValues,
+               out: out, scores: scores, scoreStride: scoreStride, pool: pool)
+    }
+
+    /// The same, but query t attends over its own cache `rowKeys[t]` / `rowValues[t]`: rows of
+    /// different sequences share one batch (and one barrier) while each reads only its own keys.
+    public static func causal(shape: Shape, q: UnsafePointer<Float>, tokens: Int, positions: UnsafePointer<Int32>,
+                              rowKeys: UnsafePointer<UnsafePointer<Float>>, rowValues: UnsafePointer<UnsafePointer<Float>>,
+                              out: UnsafeMutablePointer<Float>, scores: UnsafeMutablePointer<Float>,
+                              scoreStride: Int, pool: ComputePool) {
         let hd = shape.headDim, group = shape.heads / shape.kvHeads
         let scale = 1 / Float(hd).squareRoot()
         let kvw = shape.kvWidth
@@ -145,7 +162,7 @@ public enum Attention {
                 let g = h / group
                 let qh = q + t * shape.qWidth + h * hd
                 let span = Int(positions[t]) + 1
-                pg_attend_head_f32(qh, keys + g * hd, values + g * hd, Int64(kvw), Int64(span), Int64(hd), scale,
+                pg_attend_head_f32(qh, rowKeys[t] + g * hd, rowValues[t] + g * hd, Int64(kvw), Int64(span), Int64(hd), scale,
                                    sc, out + t * shape.qWidth + h * hd)
                 item += threads
             }

@@ -36,6 +36,8 @@ public final class ForwardState: @unchecked Sendable {
     let scoreStride: Int
     let ropeTable: UnsafeMutablePointer<Float>
     let positions: UnsafeMutablePointer<Int32>
+    /// Per row: the key and value rows of its sequence's cache for the layer being run.
+    let rowKeys, rowValues: UnsafeMutablePointer<UnsafePointer<Float>>
     /// Output pointers handed to a grouped mat-mul (at most three matrices per group).
     let groupOutputs: UnsafeMutablePointer<UnsafeMutablePointer<Float>>
     let quantScratch: UnsafeMutableRawPointer
@@ -68,6 +70,8 @@ public final class ForwardState: @unchecked Sendable {
         scores = alloc(pool.activeThreads * scoreStride)
         ropeTable = alloc(n * config.ropeDimensions)
         positions = .allocate(capacity: n)
+        rowKeys = .allocate(capacity: n)
+        rowValues = .allocate(capacity: n)
         groupOutputs = .allocate(capacity: 3)
         let widest = max(e, config.qWidth, config.feedForwardLength)
         // Up to three partner formats in one group (Q|K|V of mixed quant families), plus the
@@ -79,8 +83,27 @@ public final class ForwardState: @unchecked Sendable {
     deinit {
         for p in [x, xn, q, k, v, attn, proj, gate, up, logits, scores, ropeTable] { p.deallocate() }
         positions.deallocate()
+        rowKeys.deallocate()
+        rowValues.deallocate()
         groupOutputs.deallocate()
         quantScratch.deallocate()
+    }
+}
+
+/// One sequence's share of a batched forward pass: `count` consecutive rows of the input,
+/// at positions `start ..< start + count` of the sequence whose cache is `cache`.
+public struct SequenceSlice {
+    public var cache: KVCache
+    public var start: Int
+    public var count: Int
+    /// On the last slice of the model: whether to compute logits for this slice's last row.
+    public var wantsLogits: Bool
+
+    public init(cache: KVCache, start: Int, count: Int, wantsLogits: Bool = true) {
+        self.cache = cache
+        self.start = start
+        self.count = count
+        self.wantsLogits = wantsLogits
     }
 }
 
@@ -91,51 +114,99 @@ extension TransformerModel {
     /// next use. Inputs larger than `state.maxTokens` must be split by the caller.
     public func forward(_ input: ForwardInput, start: Int, cache: KVCache, state s: ForwardState,
                         logits rows: LogitRows = .last) throws(ModelError) -> UnsafeMutableBufferPointer<Float> {
+        try run(input, slices: [SequenceSlice(cache: cache, start: start, count: input.count)], state: s, allLogits: rows == .all)
+    }
+
+    /// Runs rows of several sequences as one batch: the mat-muls read each weight once for all
+    /// rows, while RoPE, the KV cache and attention stay per sequence. `input` holds the rows of
+    /// `slices` back to back, in order; each cache may appear once. Returns the hidden states
+    /// [rows × n_embd] (not the last slice), or on the last slice the logits of the last row of
+    /// each slice with `wantsLogits`, in slice order [k × vocab].
+    public func forward(batch input: ForwardInput, slices: [SequenceSlice],
+                        state s: ForwardState) throws(ModelError) -> UnsafeMutableBufferPointer<Float> {
+        try run(input, slices: slices, state: s, allLogits: false)
+    }
+
+    private func run(_ input: ForwardInput, slices: [SequenceSlice], state s: ForwardState,
+                     allLogits: Bool) throws(ModelError) -> UnsafeMutableBufferPointer<Float> {
         let n = input.count
         let c = config, e = c.embeddingLength
         guard n > 0, n <= s.maxTokens else { throw .badInput("\(n) tokens (1...\(s.maxTokens) per call)") }
-        guard start >= 0, start <= cache.length else { throw .badPosition(start: start, cached: cache.length) }
-        guard start + n <= cache.capacity else { throw .contextFull(needed: start + n, capacity: cache.capacity) }
-        guard start + n < s.scoreStride else { throw .contextFull(needed: start + n, capacity: s.scoreStride - 16) }
+        var rowsCovered = 0
+        for (i, slice) in slices.enumerated() {
+            let cache = slice.cache, start = slice.start
+            guard slice.count > 0 else { throw .badInput("empty sequence slice") }
+            guard cache.layerCount == layers.count, cache.width == c.kvWidth else { throw .badInput("cache of another model slice") }
+            guard start >= 0, start <= cache.length else { throw .badPosition(start: start, cached: cache.length) }
+            guard start + slice.count <= cache.capacity else { throw .contextFull(needed: start + slice.count, capacity: cache.capacity) }
+            guard start + slice.count < s.scoreStride else { throw .contextFull(needed: start + slice.count, capacity: s.scoreStride - 16) }
+            for other in slices[..<i] where other.cache === cache { throw .badInput("one sequence twice in a batch") }
+            rowsCovered += slice.count
+        }
+        guard rowsCovered == n else { throw .badInput("slices cover \(rowsCovered) rows of \(n)") }
 
         switch input {
         case let .tokens(ids):
             guard let embedding, isFirst else { throw .badInput("token input needs the first slice") }
-            for (t, id) in ids.enumerated() {
-                guard id >= 0, Int(id) < c.vocabularySize else { throw .tokenOutOfRange(id, vocabularySize: c.vocabularySize) }
-                embedding.dequantizeRow(Int(id), into: s.x + t * e)
+            for id in ids where id < 0 || Int(id) >= c.vocabularySize {
+                throw .tokenOutOfRange(id, vocabularySize: c.vocabularySize)
             }
+            for (t, id) in ids.enumerated() { embedding.dequantizeRow(Int(id), into: s.x + t * e) }
         case let .hidden(h, _):
             guard !isFirst else { throw .badInput("hidden-state input needs a slice after the first") }
             s.x.update(from: h, count: n * e)
         }
-        // Only valid input may rewind the cache: a rejected call leaves the sequence as it was.
-        cache.truncate(to: start)
-
-        for t in 0 ..< n {
-            s.positions[t] = Int32(start + t)
-            rope.table(position: start + t, into: s.ropeTable + t * c.ropeDimensions)
+        // Only valid input may rewind a cache: a rejected call leaves every sequence as it was.
+        var row = 0
+        for slice in slices {
+            slice.cache.truncate(to: slice.start)
+            for t in 0 ..< slice.count {
+                s.positions[row] = Int32(slice.start + t)
+                rope.table(position: slice.start + t, into: s.ropeTable + row * c.ropeDimensions)
+                row += 1
+            }
         }
         for (local, block) in blocks.enumerated() {
-            runBlock(block, layer: local, tokens: n, start: start, cache: cache, state: s)
+            row = 0
+            for slice in slices {
+                let keys = UnsafePointer(slice.cache.keys(local)), values = UnsafePointer(slice.cache.values(local))
+                for _ in 0 ..< slice.count {
+                    s.rowKeys[row] = keys
+                    s.rowValues[row] = values
+                    row += 1
+                }
+            }
+            runBlock(block, tokens: n, state: s)
         }
-        cache.commit(upTo: start + n)
+        for slice in slices { slice.cache.commit(upTo: slice.start + slice.count) }
 
         guard isLast, let outputNorm, let outputGroup else {
             return UnsafeMutableBufferPointer(start: s.x, count: n * e)
         }
-        let first = rows == .all ? 0 : n - 1
-        let count = n - first
-        guard count <= s.logitCapacity else { throw .badInput("\(count) logit rows exceed the state's \(s.logitCapacity)") }
-        for t in 0 ..< count {
-            Ops.rmsNorm(s.x + (first + t) * e, weight: outputNorm.pointer, eps: c.rmsEpsilon, count: e, into: s.xn + t * e)
+        var count = 0
+        if allLogits {
+            guard n <= s.logitCapacity else { throw .badInput("\(n) logit rows exceed the state's \(s.logitCapacity)") }
+            for t in 0 ..< n {
+                Ops.rmsNorm(s.x + t * e, weight: outputNorm.pointer, eps: c.rmsEpsilon, count: e, into: s.xn + t * e)
+            }
+            count = n
+        } else {
+            var last = -1
+            for slice in slices {
+                last += slice.count
+                guard slice.wantsLogits else { continue }
+                guard count < s.logitCapacity else { throw .badInput("more logit rows than the state's \(s.logitCapacity)") }
+                Ops.rmsNorm(s.x + last * e, weight: outputNorm.pointer, eps: c.rmsEpsilon, count: e, into: s.xn + count * e)
+                count += 1
+            }
+            if count == 0 { return UnsafeMutableBufferPointer(start: s.logits, count: 0) }
         }
         s.groupOutputs[0] = s.logits
         MatMul.multiply(outputGroup, s.xn, tokens: count, into: s.groupOutputs, scratch: s.quantScratch, pool: s.pool)
         return UnsafeMutableBufferPointer(start: s.logits, count: count * c.vocabularySize)
     }
 
-    private func runBlock(_ b: BlockWeights, layer: Int, tokens n: Int, start: Int, cache: KVCache, state s: ForwardState) {
+    private func runBlock(_ b: BlockWeights, tokens n: Int, state s: ForwardState) {
         let c = config, e = c.embeddingLength, hd = c.headDim
         // Per-token work runs across the pool in prefill; one token (decode) runs inline.
         s.pool.parallelFor(n, granule: 4) { range in
@@ -147,7 +218,6 @@ extension TransformerModel {
         s.groupOutputs[1] = s.k
         s.groupOutputs[2] = s.v
         MatMul.multiply(b.qkvGroup, s.xn, tokens: n, into: s.groupOutputs, scratch: s.quantScratch, pool: s.pool)
-        let keys = cache.keys(layer), values = cache.values(layer)
         s.pool.parallelFor(n, granule: 4) { range in
         for t in range {
             let q = s.q + t * c.qWidth, k = s.k + t * c.kvWidth, v = s.v + t * c.kvWidth
@@ -161,12 +231,13 @@ extension TransformerModel {
             let table = s.ropeTable + t * c.ropeDimensions
             rope.apply(q, heads: c.headCount, headDim: hd, table: table)
             rope.apply(k, heads: c.kvHeadCount, headDim: hd, table: table)
-            (keys + (start + t) * c.kvWidth).update(from: k, count: c.kvWidth)
-            (values + (start + t) * c.kvWidth).update(from: v, count: c.kvWidth)
+            let position = Int(s.positions[t])
+            UnsafeMutablePointer(mutating: s.rowKeys[t] + position * c.kvWidth).update(from: k, count: c.kvWidth)
+            UnsafeMutablePointer(mutating: s.rowValues[t] + position * c.kvWidth).update(from: v, count: c.kvWidth)
         }
         }
-        Attention.causal(shape: c.attentionShape, q: s.q, tokens: n, positions: s.positions, keys: keys, values: values,
-                         out: s.attn, scores: s.scores, scoreStride: s.scoreStride, pool: s.pool)
+        Attention.causal(shape: c.attentionShape, q: s.q, tokens: n, positions: s.positions,
+                         rowKeys: s.rowKeys, rowValues: s.rowValues, out: s.attn, scores: s.scores, scoreStride: s.scoreStride, pool: s.pool)
         s.groupOutputs[0] = s.proj
         MatMul.multiply(b.outputGroup, s.attn, tokens: n, into: s.groupOutputs, scratch: s.quantScratch, pool: s.pool)
         Ops.add(s.x, s.proj, count: n * e)
