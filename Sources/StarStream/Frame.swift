@@ -9,6 +9,14 @@ public enum StarStreamFrameType: UInt16, Sendable, CaseIterable {
     case error = 5
     case ping = 6
     case pong = 7
+    /// Opens a sequence on every node of the ring (driver → node 0 → … → last node).
+    case open = 8
+    /// Prompt tokens of a sequence, for node 0.
+    case prompt = 9
+    /// Node 0 tells the driver that a sequence has ended.
+    case done = 10
+    /// Ring liveness probe: forwarded to the next stage, not answered.
+    case probe = 11
 }
 
 /// Element type of an ACTIVATIONS payload on the wire. Receivers always get `Float` values.
@@ -35,8 +43,8 @@ public struct FrameHeader: Sendable, Equatable {
     public static let magic: UInt32 = 0x5353_4750
     /// The only protocol version this module speaks.
     public static let currentVersion: UInt16 = 1
-    /// Every flag bit is reserved in version 1 and must be zero. Bit 0 is set aside for a future
-    /// "sampling parameters follow" extension of a sequence's first ACTIVATIONS frame.
+    /// Every flag bit is reserved in version 1 and must be zero. (Bit 0 was once set aside for
+    /// "sampling parameters follow" on a sequence's first ACTIVATIONS frame; OPEN carries them now.)
     public static let reservedFlagsMask: UInt32 = 0xFFFF_FFFF
 
     public var version: UInt16
@@ -130,6 +138,108 @@ public struct TokenMessage: Sendable, Equatable {
     }
 }
 
+/// The sampling settings of a sequence as they travel in OPEN. The same fields as the Sampling
+/// module's `SamplingParameters` (StarStream does not depend on it), with fixed-width integers.
+/// The codec checks only the structure: the node validates the values (`validate()` there)
+/// before it builds a sampler, so NaN or a negative temperature travel as they are.
+public struct WireSampling: Sendable, Equatable {
+    /// `0` = greedy.
+    public var temperature: Float
+    /// `0` disables top-k.
+    public var topK: UInt32
+    public var topP: Float
+    public var minP: Float
+    public var repetitionPenalty: Float
+    public var frequencyPenalty: Float
+    public var presencePenalty: Float
+    /// How many recent tokens the penalties see; `0` disables them.
+    public var penaltyLastN: UInt32
+    public var seed: UInt64
+
+    public init(
+        temperature: Float, topK: UInt32, topP: Float, minP: Float, repetitionPenalty: Float,
+        frequencyPenalty: Float, presencePenalty: Float, penaltyLastN: UInt32, seed: UInt64
+    ) {
+        self.temperature = temperature
+        self.topK = topK
+        self.topP = topP
+        self.minP = minP
+        self.repetitionPenalty = repetitionPenalty
+        self.frequencyPenalty = frequencyPenalty
+        self.presencePenalty = presencePenalty
+        self.penaltyLastN = penaltyLastN
+        self.seed = seed
+    }
+}
+
+/// OPEN: everything the nodes need to set a sequence up before its first token arrives. The
+/// driver sends it to node 0 and each node forwards it, so every node allocates the sequence's
+/// KV cache and the last node builds its sampler; the header's sequence id names the sequence.
+public struct SequenceOpen: Sendable, Equatable {
+    /// Bytes of the fixed fields: prompt length, max new tokens, options, the sampling fields,
+    /// stop token count and history count.
+    public static let fixedBytes = 55
+    /// Most stop tokens an OPEN carries.
+    public static let maxStopTokens = 64
+    /// Most history tokens an OPEN carries (the largest penalty window the sampler accepts).
+    public static let maxHistoryTokens = 1 << 20
+    /// Options bit 0: send logprobs with TOKEN. Every other bit is reserved and must be 0.
+    public static let logprobsOption: UInt8 = 1
+
+    /// Prompt tokens the sequence will receive (in PROMPT frames); at least 1.
+    public var promptLength: UInt32
+    /// Most tokens to generate after the prompt.
+    public var maxNewTokens: UInt32
+    /// Whether TOKEN frames carry the sampled token's log-probability.
+    public var wantsLogprobs: Bool
+    public var sampling: WireSampling
+    /// End-of-generation token ids: node 0 ends the sequence when one is sampled. At most 64.
+    public var stopTokens: [Int32]
+    /// The last prompt tokens, for the penalties of the last node's sampler (which never sees
+    /// the prompt otherwise). At most 1<<20.
+    public var history: [Int32]
+
+    public init(
+        promptLength: UInt32, maxNewTokens: UInt32, wantsLogprobs: Bool = false, sampling: WireSampling,
+        stopTokens: [Int32] = [], history: [Int32] = []
+    ) {
+        self.promptLength = promptLength
+        self.maxNewTokens = maxNewTokens
+        self.wantsLogprobs = wantsLogprobs
+        self.sampling = sampling
+        self.stopTokens = stopTokens
+        self.history = history
+    }
+}
+
+/// PROMPT: consecutive prompt tokens of a sequence, for node 0, at positions
+/// `firstPosition ..< firstPosition + tokens.count`.
+public struct PromptChunk: Sendable, Equatable {
+    /// Bytes of the fixed fields: first position and count.
+    public static let fixedBytes = 8
+
+    public var firstPosition: UInt32
+    /// At least one token; `firstPosition + tokens.count` must fit in a `UInt32`.
+    public var tokens: [Int32]
+
+    public init(firstPosition: UInt32, tokens: [Int32]) {
+        self.firstPosition = firstPosition
+        self.tokens = tokens
+    }
+}
+
+/// Why a sequence ended (DONE's reason byte).
+public enum FinishCause: UInt8, Sendable, CaseIterable {
+    /// An end-of-generation (stop) token was sampled.
+    case stop = 0
+    /// `maxNewTokens` tokens were generated.
+    case length = 1
+    /// The sequence reached the context size.
+    case contextFull = 2
+    /// CANCEL (or the driver going away) ended it.
+    case cancelled = 3
+}
+
 public enum StarStreamPayload: Sendable, Equatable {
     case hello(Hello)
     case activations(Activations)
@@ -139,6 +249,12 @@ public enum StarStreamPayload: Sendable, Equatable {
     case error(code: UInt16, message: String)
     case ping(UInt64)
     case pong(UInt64)
+    case open(SequenceOpen)
+    case prompt(PromptChunk)
+    /// The sequence ended for `cause` after `generated` new tokens.
+    case done(FinishCause, generated: UInt32)
+    /// A nonce that travels around the ring back to the node that sent it.
+    case probe(UInt64)
 
     public var frameType: StarStreamFrameType {
         switch self {
@@ -149,6 +265,10 @@ public enum StarStreamPayload: Sendable, Equatable {
         case .error: .error
         case .ping: .ping
         case .pong: .pong
+        case .open: .open
+        case .prompt: .prompt
+        case .done: .done
+        case .probe: .probe
         }
     }
 

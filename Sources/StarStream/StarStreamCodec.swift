@@ -68,9 +68,40 @@ public enum StarStreamCodec {
                 throw .stringTooLong(length: messageBytes, max: StarStreamPayload.maxErrorMessageBytes)
             }
             return 2 + 2 + messageBytes
-        case .ping, .pong:
+        case .ping, .pong, .probe:
             return 8
+        case .open(let open):
+            return try validatedOpenLength(open)
+        case .prompt(let chunk):
+            return try validatedPromptLength(chunk)
+        case .done:
+            return 5
         }
+    }
+
+    static func validatedOpenLength(_ open: SequenceOpen) throws(StarStreamError) -> Int {
+        guard open.promptLength > 0 else { throw .zeroCount(type: StarStreamFrameType.open.rawValue) }
+        guard open.stopTokens.count <= SequenceOpen.maxStopTokens else {
+            throw .countTooLarge(count: UInt64(open.stopTokens.count), max: UInt64(SequenceOpen.maxStopTokens))
+        }
+        guard open.history.count <= SequenceOpen.maxHistoryTokens else {
+            throw .countTooLarge(count: UInt64(open.history.count), max: UInt64(SequenceOpen.maxHistoryTokens))
+        }
+        // Both counts are capped, so this is at most 55 + 256 + 4 MiB.
+        return SequenceOpen.fixedBytes + 4 * open.stopTokens.count + 4 * open.history.count
+    }
+
+    static func validatedPromptLength(_ chunk: PromptChunk) throws(StarStreamError) -> Int {
+        let count = chunk.tokens.count
+        guard count > 0 else { throw .zeroCount(type: StarStreamFrameType.prompt.rawValue) }
+        guard let count32 = UInt32(exactly: count) else {
+            throw .countTooLarge(count: UInt64(count), max: UInt64(UInt32.max))
+        }
+        guard !chunk.firstPosition.addingReportingOverflow(count32).overflow else {
+            throw .positionOverflow(first: chunk.firstPosition, count: UInt64(count))
+        }
+        // count < 2^32, so this fits in Int; `encode` rejects a total over UInt32.max.
+        return PromptChunk.fixedBytes + 4 * count
     }
 
     static func validatedActivationsLength(_ a: Activations) throws(StarStreamError) -> Int {
@@ -138,8 +169,51 @@ public enum StarStreamCodec {
             buffer.writeInteger(code, endianness: .little, as: UInt16.self)
             buffer.writeInteger(UInt16(truncatingIfNeeded: message.utf8.count), endianness: .little)
             buffer.writeString(message)
-        case .ping(let nonce), .pong(let nonce):
+        case .ping(let nonce), .pong(let nonce), .probe(let nonce):
             buffer.writeInteger(nonce, endianness: .little, as: UInt64.self)
+        case .open(let open):
+            writeOpen(open, into: &buffer)
+        case .prompt(let chunk):
+            buffer.writeInteger(chunk.firstPosition, endianness: .little, as: UInt32.self)
+            buffer.writeInteger(UInt32(truncatingIfNeeded: chunk.tokens.count), endianness: .little, as: UInt32.self)
+            writeTokens(chunk.tokens, into: &buffer)
+        case .done(let cause, let generated):
+            buffer.writeInteger(cause.rawValue, as: UInt8.self)
+            buffer.writeInteger(generated, endianness: .little, as: UInt32.self)
+        }
+    }
+
+    static func writeOpen(_ open: SequenceOpen, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(open.promptLength, endianness: .little, as: UInt32.self)
+        buffer.writeInteger(open.maxNewTokens, endianness: .little, as: UInt32.self)
+        buffer.writeInteger(open.wantsLogprobs ? SequenceOpen.logprobsOption : 0, as: UInt8.self)
+        let s = open.sampling
+        buffer.writeInteger(s.temperature.bitPattern, endianness: .little, as: UInt32.self)
+        buffer.writeInteger(s.topK, endianness: .little, as: UInt32.self)
+        buffer.writeInteger(s.topP.bitPattern, endianness: .little, as: UInt32.self)
+        buffer.writeInteger(s.minP.bitPattern, endianness: .little, as: UInt32.self)
+        buffer.writeInteger(s.repetitionPenalty.bitPattern, endianness: .little, as: UInt32.self)
+        buffer.writeInteger(s.frequencyPenalty.bitPattern, endianness: .little, as: UInt32.self)
+        buffer.writeInteger(s.presencePenalty.bitPattern, endianness: .little, as: UInt32.self)
+        buffer.writeInteger(s.penaltyLastN, endianness: .little, as: UInt32.self)
+        buffer.writeInteger(s.seed, endianness: .little, as: UInt64.self)
+        buffer.writeInteger(UInt16(truncatingIfNeeded: open.stopTokens.count), endianness: .little, as: UInt16.self)
+        writeTokens(open.stopTokens, into: &buffer)
+        buffer.writeInteger(UInt32(truncatingIfNeeded: open.history.count), endianness: .little, as: UInt32.self)
+        writeTokens(open.history, into: &buffer)
+    }
+
+    /// Token ids as little-endian i32, one after the other.
+    static func writeTokens(_ tokens: [Int32], into buffer: inout ByteBuffer) {
+        let count = tokens.count
+        guard count > 0 else { return }
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count * 4) { out in
+            tokens.withUnsafeBufferPointer { ids in
+                for i in 0..<count {
+                    out.storeBytes(of: UInt32(bitPattern: ids[i]).littleEndian, toByteOffset: i * 4, as: UInt32.self)
+                }
+            }
+            return count * 4
         }
     }
 
@@ -296,11 +370,26 @@ public enum StarStreamCodec {
                 payloadLength: length)
             guard p.readableBytes == 0 else { throw .badPayloadLength(type: type, length: length) }
             body = .error(code: code, message: message)
-        case .ping, .pong:
+        case .ping, .pong, .probe:
             guard p.readableBytes == 8, let nonce = p.readInteger(endianness: .little, as: UInt64.self) else {
                 throw .badPayloadLength(type: type, length: length)
             }
-            body = header.type == .ping ? .ping(nonce) : .pong(nonce)
+            switch header.type {
+            case .ping: body = .ping(nonce)
+            case .pong: body = .pong(nonce)
+            default: body = .probe(nonce)
+            }
+        case .open:
+            body = .open(try decodeOpen(&p, length: length))
+        case .prompt:
+            body = .prompt(try decodePrompt(&p, length: length))
+        case .done:
+            guard p.readableBytes == 5,
+                let rawReason = p.readInteger(as: UInt8.self),
+                let generated = p.readInteger(endianness: .little, as: UInt32.self)
+            else { throw .badPayloadLength(type: type, length: length) }
+            guard let cause = FinishCause(rawValue: rawReason) else { throw .badFinishReason(rawReason) }
+            body = .done(cause, generated: generated)
         }
         return StarStreamFrame(sequenceID: header.sequenceID, position: header.position, payload: body)
     }
@@ -336,6 +425,102 @@ public enum StarStreamCodec {
         return Hello(
             protocolVersion: version, role: role, clusterToken: token, modelDigest: digest, firstLayer: first,
             endLayer: end)
+    }
+
+    /// OPEN, in this order: at least the fixed 55 bytes; the stop count ≤ 64; the history count
+    /// (read at its offset, which the stop count fixes) ≤ 1<<20; the exact length
+    /// `55 + 4·stops + 4·history`; only then the option bits, the prompt length and the token ids.
+    /// Both counts are capped before the payload length is compared, so every size is small and
+    /// nothing is read or allocated from a count the bytes do not back.
+    private static func decodeOpen(
+        _ p: inout ByteBuffer, length: UInt32
+    ) throws(StarStreamError) -> SequenceOpen {
+        let type = StarStreamFrameType.open.rawValue
+        let start = p.readerIndex
+        let stopCountOffset = SequenceOpen.fixedBytes - 6  // stop count u16, then history count u32
+        guard p.readableBytes >= SequenceOpen.fixedBytes,
+            let stopCount16 = p.getInteger(at: start + stopCountOffset, endianness: .little, as: UInt16.self)
+        else { throw .badPayloadLength(type: type, length: length) }
+        let stopCount = Int(stopCount16)
+        guard stopCount <= SequenceOpen.maxStopTokens else {
+            throw .countTooLarge(count: UInt64(stopCount), max: UInt64(SequenceOpen.maxStopTokens))
+        }
+        let historyCountOffset = stopCountOffset + 2 + 4 * stopCount
+        guard p.readableBytes >= historyCountOffset + 4,
+            let historyCount32 = p.getInteger(at: start + historyCountOffset, endianness: .little, as: UInt32.self)
+        else { throw .badPayloadLength(type: type, length: length) }
+        guard historyCount32 <= UInt32(SequenceOpen.maxHistoryTokens) else {
+            throw .countTooLarge(count: UInt64(historyCount32), max: UInt64(SequenceOpen.maxHistoryTokens))
+        }
+        let historyCount = Int(historyCount32)
+        // Both counts are capped above: 55 + 256 + 4·2^20 cannot overflow.
+        guard p.readableBytes == SequenceOpen.fixedBytes + 4 * stopCount + 4 * historyCount else {
+            throw .badPayloadLength(type: type, length: length)
+        }
+        guard let promptLength = p.readInteger(endianness: .little, as: UInt32.self),
+            let maxNewTokens = p.readInteger(endianness: .little, as: UInt32.self),
+            let options = p.readInteger(as: UInt8.self),
+            let temperature = p.readInteger(endianness: .little, as: UInt32.self),
+            let topK = p.readInteger(endianness: .little, as: UInt32.self),
+            let topP = p.readInteger(endianness: .little, as: UInt32.self),
+            let minP = p.readInteger(endianness: .little, as: UInt32.self),
+            let repetition = p.readInteger(endianness: .little, as: UInt32.self),
+            let frequency = p.readInteger(endianness: .little, as: UInt32.self),
+            let presence = p.readInteger(endianness: .little, as: UInt32.self),
+            let penaltyLastN = p.readInteger(endianness: .little, as: UInt32.self),
+            let seed = p.readInteger(endianness: .little, as: UInt64.self)
+        else { throw .badPayloadLength(type: type, length: length) }
+        guard options & ~SequenceOpen.logprobsOption == 0 else { throw .badOptions(options) }
+        guard promptLength > 0 else { throw .zeroCount(type: type) }
+        p.moveReaderIndex(forwardBy: 2)  // stop count, read above
+        let stopTokens = readTokens(&p, count: stopCount)
+        p.moveReaderIndex(forwardBy: 4)  // history count, read above
+        let history = readTokens(&p, count: historyCount)
+        let sampling = WireSampling(
+            temperature: Float(bitPattern: temperature), topK: topK, topP: Float(bitPattern: topP),
+            minP: Float(bitPattern: minP), repetitionPenalty: Float(bitPattern: repetition),
+            frequencyPenalty: Float(bitPattern: frequency), presencePenalty: Float(bitPattern: presence),
+            penaltyLastN: penaltyLastN, seed: seed)
+        return SequenceOpen(
+            promptLength: promptLength, maxNewTokens: maxNewTokens,
+            wantsLogprobs: options & SequenceOpen.logprobsOption != 0, sampling: sampling,
+            stopTokens: stopTokens, history: history)
+    }
+
+    /// PROMPT, in this order: at least 8 bytes; count > 0; the exact length `8 + 4·count`;
+    /// `firstPosition + count` fits in a u32; then the token ids.
+    private static func decodePrompt(
+        _ p: inout ByteBuffer, length: UInt32
+    ) throws(StarStreamError) -> PromptChunk {
+        let type = StarStreamFrameType.prompt.rawValue
+        guard let first = p.readInteger(endianness: .little, as: UInt32.self),
+            let count32 = p.readInteger(endianness: .little, as: UInt32.self)
+        else { throw .badPayloadLength(type: type, length: length) }
+        guard count32 > 0 else { throw .zeroCount(type: type) }
+        // In 64 bits: 4·count cannot overflow, and a count the payload does not back is rejected
+        // here, before anything is allocated for it.
+        guard UInt64(p.readableBytes) == 4 * UInt64(count32) else {
+            throw .badPayloadLength(type: type, length: length)
+        }
+        guard !first.addingReportingOverflow(count32).overflow else {
+            throw .positionOverflow(first: first, count: UInt64(count32))
+        }
+        return PromptChunk(firstPosition: first, tokens: readTokens(&p, count: Int(count32)))
+    }
+
+    /// Reads `count` little-endian i32 token ids; the caller has checked that they are there.
+    private static func readTokens(_ p: inout ByteBuffer, count: Int) -> [Int32] {
+        guard count > 0 else { return [] }
+        let tokens = p.withUnsafeReadableBytes { raw in
+            [Int32](unsafeUninitializedCapacity: count) { out, initialized in
+                for i in 0..<count {
+                    out[i] = Int32(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
+                }
+                initialized = count
+            }
+        }
+        p.moveReaderIndex(forwardBy: count * 4)
+        return tokens
     }
 
     private static func decodeActivations(

@@ -29,6 +29,17 @@ public enum StarStreamError: Error, Equatable, Sendable, CustomStringConvertible
     case badLayerRange(first: UInt32, end: UInt32)
     /// HELLO model digest that is not 32 bytes (encoding only).
     case badDigestLength(Int)
+    /// OPEN options with a reserved bit set (only bit 0, logprobs, is defined).
+    case badOptions(UInt8)
+    /// DONE with a reason byte that is not a `FinishCause`.
+    case badFinishReason(UInt8)
+    /// A count field over its maximum (OPEN stop tokens ≤ 64, history ≤ 1<<20; on the encode side
+    /// also PROMPT tokens ≤ `UInt32.max`). Checked before the counted items are read.
+    case countTooLarge(count: UInt64, max: UInt64)
+    /// A count that must be positive is 0: OPEN prompt length, PROMPT token count.
+    case zeroCount(type: UInt16)
+    /// PROMPT whose `firstPosition + count` does not fit in a u32.
+    case positionOverflow(first: UInt32, count: UInt64)
 
     /// The code carried by an ERROR frame for this failure (1...99 are codec errors).
     public var wireCode: UInt16 {
@@ -50,6 +61,11 @@ public enum StarStreamError: Error, Equatable, Sendable, CustomStringConvertible
         case .badRole: StarStreamErrorCode.badRole
         case .badLayerRange: StarStreamErrorCode.badLayerRange
         case .badDigestLength: StarStreamErrorCode.badDigestLength
+        case .badOptions: StarStreamErrorCode.badOptions
+        case .badFinishReason: StarStreamErrorCode.badFinishReason
+        case .countTooLarge: StarStreamErrorCode.countTooLarge
+        case .zeroCount: StarStreamErrorCode.zeroCount
+        case .positionOverflow: StarStreamErrorCode.positionOverflow
         }
     }
 
@@ -72,6 +88,11 @@ public enum StarStreamError: Error, Equatable, Sendable, CustomStringConvertible
         case .badRole(let r): "unknown role \(r)"
         case .badLayerRange(let first, let end): "layer range \(first)..<\(end) is reversed"
         case .badDigestLength(let n): "model digest of \(n) bytes, expected 32"
+        case .badOptions(let o): "reserved OPEN option bits set: \(o)"
+        case .badFinishReason(let r): "unknown finish reason \(r)"
+        case .countTooLarge(let count, let max): "count \(count) is over the maximum of \(max)"
+        case .zeroCount(let type): "zero count in a frame of type \(type)"
+        case .positionOverflow(let first, let count): "positions \(first) + \(count) overflow u32"
         }
     }
 }
@@ -96,6 +117,11 @@ public enum StarStreamErrorCode {
     public static let badRole: UInt16 = 15
     public static let badLayerRange: UInt16 = 16
     public static let badDigestLength: UInt16 = 17
+    public static let badOptions: UInt16 = 18
+    public static let badFinishReason: UInt16 = 19
+    public static let countTooLarge: UInt16 = 20
+    public static let zeroCount: UInt16 = 21
+    public static let positionOverflow: UInt16 = 22
 
     /// HELLO refused: wrong cluster token, model digest or layer range.
     public static let unauthorized: UInt16 = 100
@@ -109,6 +135,10 @@ public enum StarStreamErrorCode {
     public static let unexpectedFrame: UInt16 = 104
     /// The receiver is out of capacity (KV cache, batch slots).
     public static let busy: UInt16 = 105
+    /// Pipeline broken: a stage of the ring is unreachable (a connection to a neighbouring node
+    /// failed, or a PROBE did not come back), so the sequences in flight cannot finish. The frames
+    /// themselves were fine: this tells the driver why its sequences stopped.
+    public static let pipelineBroken: UInt16 = 106
     /// Anything else that went wrong on the receiver's side.
     public static let internalError: UInt16 = 199
 }

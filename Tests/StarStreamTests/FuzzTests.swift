@@ -16,6 +16,18 @@ import StarStream
                 seeds.append(bytes(try encoded(activationsFrame(dtype: dtype, count: count, width: width, using: &rng))))
             }
         }
+        // The sequence frames with lists of several sizes (the largest OPEN still under the cap).
+        for (stops, history) in [(0, 0), (1, 16), (64, 100), (3, 190)] {
+            let open = SequenceOpen(
+                promptLength: UInt32(history + 1), maxNewTokens: 32, wantsLogprobs: stops % 2 == 1,
+                sampling: sampleSampling, stopTokens: (0..<stops).map { Int32($0) },
+                history: (0..<history).map { Int32($0 * 3) })
+            seeds.append(bytes(try encoded(StarStreamFrame(sequenceID: 5, payload: .open(open)))))
+        }
+        for (first, count) in [(0, 1), (100, 255), (UInt32.max - 4, 4)] {
+            let chunk = PromptChunk(firstPosition: first, tokens: (0..<count).map { Int32($0) })
+            seeds.append(bytes(try encoded(StarStreamFrame(sequenceID: 5, position: first, payload: .prompt(chunk)))))
+        }
         let iterations = 100_000
         var decodedFrames = 0
         var errors: [UInt16: Int] = [:]
@@ -57,14 +69,45 @@ import StarStream
         // The mutations must reach deep into the decoder, not just the magic check.
         for code in [StarStreamErrorCode.badMagic, StarStreamErrorCode.checksumMismatch,
                      StarStreamErrorCode.payloadTooLarge, StarStreamErrorCode.shapeMismatch,
-                     StarStreamErrorCode.unknownType, StarStreamErrorCode.badPayloadLength] {
+                     StarStreamErrorCode.unknownType, StarStreamErrorCode.badPayloadLength,
+                     StarStreamErrorCode.badOptions, StarStreamErrorCode.badFinishReason,
+                     StarStreamErrorCode.countTooLarge, StarStreamErrorCode.zeroCount,
+                     StarStreamErrorCode.positionOverflow] {
             #expect(errors[code, default: 0] > 0, "no input reached error code \(code)")
         }
         #expect(decodedFrames > 1000)
     }
 
+    /// OPEN options, prompt length and counts; PROMPT first position and count; DONE reason.
+    private func mutateSequenceFields(_ input: inout [UInt8], using rng: inout SeededRandom) {
+        let small = Bool.random(using: &rng)
+        switch UInt16(input[6]) | UInt16(input[7]) << 8 {
+        case StarStreamFrameType.open.rawValue where input.count >= 32 + SequenceOpen.fixedBytes:
+            switch Int.random(in: 0..<4, using: &rng) {
+            case 0: input[40] = UInt8.random(in: 0...3, using: &rng)  // options
+            case 1: setLE32(&input, at: 32, small ? UInt32.random(in: 0...2, using: &rng) : .random(in: 0...UInt32.max, using: &rng))
+            case 2: setLE16(&input, at: 81, small ? UInt16.random(in: 0...70, using: &rng) : .random(in: 0...UInt16.max, using: &rng))
+            default:  // the history count, wherever the stop count puts it
+                let at = 83 + 4 * Int(UInt16(input[81]) | UInt16(input[82]) << 8)
+                if input.count >= at + 4 {
+                    setLE32(&input, at: at, small ? UInt32.random(in: 0...300, using: &rng) : .random(in: 0...UInt32.max, using: &rng))
+                }
+            }
+        case StarStreamFrameType.prompt.rawValue:
+            if Bool.random(using: &rng) {
+                setLE32(&input, at: 32, small ? UInt32.max - UInt32.random(in: 0...300, using: &rng) : .random(in: 0...UInt32.max, using: &rng))
+            } else {
+                setLE32(&input, at: 36, small ? UInt32.random(in: 0...300, using: &rng) : .random(in: 0...UInt32.max, using: &rng))
+            }
+        case StarStreamFrameType.done.rawValue:
+            input[32] = UInt8.random(in: 0...6, using: &rng)
+        default:
+            input.append(UInt8.random(in: 0...255, using: &rng))
+        }
+    }
+
     private func mutate(_ input: inout [UInt8], using rng: inout SeededRandom) {
-        switch Int.random(in: 0..<9, using: &rng) {
+        switch Int.random(in: 0..<10, using: &rng) {
         case 0 where !input.isEmpty:  // flip a bit
             let i = Int.random(in: 0..<input.count, using: &rng)
             input[i] ^= 1 << UInt8.random(in: 0..<8, using: &rng)
@@ -85,7 +128,7 @@ import StarStream
                 ? UInt32.random(in: 0...2048, using: &rng) : UInt32.random(in: 0...UInt32.max, using: &rng)
             setLE32(&input, at: 24, length)
         case 6 where input.count >= 32:  // random type or version
-            setLE16(&input, at: Bool.random(using: &rng) ? 6 : 4, UInt16.random(in: 0...9, using: &rng))
+            setLE16(&input, at: Bool.random(using: &rng) ? 6 : 4, UInt16.random(in: 0...13, using: &rng))
         case 7 where input.count >= 45:  // ACTIVATIONS shape fields: dtype, count, width
             switch Int.random(in: 0..<3, using: &rng) {
             case 0: input[32] = UInt8.random(in: 0...4, using: &rng)
@@ -94,6 +137,8 @@ import StarStream
             }
         case 8 where input.count >= 40:  // string length fields (HELLO token at 35, ERROR message at 34)
             setLE16(&input, at: Bool.random(using: &rng) ? 35 : 34, UInt16.random(in: 0...UInt16.max, using: &rng))
+        case 9 where input.count >= 40:  // the fields of the frame type in the header
+            mutateSequenceFields(&input, using: &rng)
         default:
             input.append(UInt8.random(in: 0...255, using: &rng))
         }

@@ -74,7 +74,7 @@ func decodeError(_ input: [UInt8], limits: StarStreamLimits = testLimits) -> Sta
         #expect(decodeError(rawFrame(type: 6, payload: payload, version: 2)) == .unsupportedVersion(2))
         #expect(decodeError(rawFrame(type: 6, payload: payload, version: 0)) == .unsupportedVersion(0))
         #expect(decodeError(rawFrame(type: 0, payload: payload)) == .unknownType(0))
-        #expect(decodeError(rawFrame(type: 8, payload: payload)) == .unknownType(8))
+        #expect(decodeError(rawFrame(type: 12, payload: payload)) == .unknownType(12))
         #expect(decodeError(rawFrame(type: 0xFFFF, payload: payload)) == .unknownType(0xFFFF))
         #expect(decodeError(rawFrame(type: 6, payload: payload, flags: 1)) == .reservedFlags(1))
         #expect(decodeError(rawFrame(type: 6, payload: payload, flags: 0x8000_0000)) == .reservedFlags(0x8000_0000))
@@ -82,8 +82,8 @@ func decodeError(_ input: [UInt8], limits: StarStreamLimits = testLimits) -> Sta
 
     @Test func headerErrorsNeedOnlyTheHeader() {
         // The payload never arrives: the header alone is enough to reject.
-        let header = Array(rawFrame(type: 9, payload: [1, 2, 3])[0..<32])
-        #expect(decodeError(header) == .unknownType(9))
+        let header = Array(rawFrame(type: 12, payload: [1, 2, 3])[0..<32])
+        #expect(decodeError(header) == .unknownType(12))
     }
 
     @Test func payloadOverTheCapIsRejectedBeforeItArrives() {
@@ -226,7 +226,8 @@ func decodeError(_ input: [UInt8], limits: StarStreamLimits = testLimits) -> Sta
             .shapeMismatch, .widthNotMultipleOf32(width: 1), .positionsNotIncreasing,
             .decodedSizeTooLarge(bytes: 1, cap: 0), .badString, .stringTooLong(length: 1, max: 0),
             .badPayloadLength(type: 1, length: 0), .badRole(3), .badLayerRange(first: 1, end: 0),
-            .badDigestLength(1),
+            .badDigestLength(1), .badOptions(2), .badFinishReason(4), .countTooLarge(count: 65, max: 64),
+            .zeroCount(type: 9), .positionOverflow(first: .max, count: 1),
         ]
         let codes = errors.map(\.wireCode)
         #expect(Set(codes).count == codes.count)

@@ -22,6 +22,11 @@ func activationsFrame(
 
 let sampleDigest: [UInt8] = (0..<32).map { UInt8($0 * 7 & 0xFF) }
 
+/// Sampling settings with a distinct value in every field, so a swapped field shows.
+let sampleSampling = WireSampling(
+    temperature: 0.7, topK: 40, topP: 0.9, minP: 0.05, repetitionPenalty: 1.1, frequencyPenalty: 0.25,
+    presencePenalty: -0.5, penaltyLastN: 64, seed: 0x0123_4567_89AB_CDEF)
+
 /// One valid frame of every type (and every dtype).
 func sampleFrames() -> [StarStreamFrame] {
     var rng = SeededRandom(seed: 1)
@@ -39,6 +44,19 @@ func sampleFrames() -> [StarStreamFrame] {
         StarStreamFrame(payload: .error(code: 101, message: "unknown sequence ✗")),
         StarStreamFrame(payload: .ping(0xDEAD_BEEF_0123_4567)),
         StarStreamFrame(payload: .pong(0xDEAD_BEEF_0123_4567)),
+        StarStreamFrame(
+            sequenceID: 9,
+            payload: .open(
+                SequenceOpen(
+                    promptLength: 5, maxNewTokens: 128, wantsLogprobs: true, sampling: sampleSampling,
+                    stopTokens: [2, 151_645], history: [11, -3, 0x7FFF_FFFF]))),
+        StarStreamFrame(
+            sequenceID: 10, payload: .open(SequenceOpen(promptLength: 1, maxNewTokens: 0, sampling: sampleSampling))),
+        StarStreamFrame(
+            sequenceID: 9, position: 3, payload: .prompt(PromptChunk(firstPosition: 3, tokens: [101, 7, Int32.min]))),
+        StarStreamFrame(sequenceID: 9, payload: .done(.length, generated: 128)),
+        StarStreamFrame(sequenceID: 10, payload: .done(.cancelled, generated: 0)),
+        StarStreamFrame(payload: .probe(0x0BAD_CAFE_F00D_0001)),
     ]
 }
 
