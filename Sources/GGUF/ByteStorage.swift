@@ -9,11 +9,21 @@ import Darwin
 public final class ByteStorage: @unchecked Sendable {
     public let base: UnsafeRawPointer
     public let count: Int
+    /// The file a mapping was made from; nil for heap copies.
+    public let path: String?
+    /// Device and inode of the mapped file, so code that reopens `path` (the model digest reads
+    /// through `pread`) can check the name still refers to the file that was mapped.
+    let fileID: (device: UInt64, inode: UInt64)?
     private let release: () -> Void
 
-    private init(base: UnsafeRawPointer, count: Int, release: @escaping () -> Void) {
+    private init(
+        base: UnsafeRawPointer, count: Int, path: String? = nil,
+        fileID: (device: UInt64, inode: UInt64)? = nil, release: @escaping () -> Void
+    ) {
         self.base = base
         self.count = count
+        self.path = path
+        self.fileID = fileID
         self.release = release
     }
 
@@ -27,14 +37,15 @@ public final class ByteStorage: @unchecked Sendable {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw .cannotOpen(path: path, errno: errno) }
         let size = Int(st.st_size)
+        let id = (device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
         guard size > 0 else {
             let empty = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 64)
-            return ByteStorage(base: empty, count: 0) { empty.deallocate() }
+            return ByteStorage(base: empty, count: 0, path: path, fileID: id) { empty.deallocate() }
         }
         guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
             throw .cannotOpen(path: path, errno: errno)
         }
-        return ByteStorage(base: UnsafeRawPointer(p), count: size) { munmap(p, size) }
+        return ByteStorage(base: UnsafeRawPointer(p), count: size, path: path, fileID: id) { munmap(p, size) }
     }
 
     /// Copies bytes into an owned, 64-byte aligned buffer.

@@ -25,6 +25,8 @@ public enum GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
     case missingKey(String)
     case wrongKeyType(key: String, expected: String)
     case writerInvalid(String)
+    /// Reading the file failed after it was mapped (a short read, a changed file, an I/O error).
+    case io(String)
 
     public var description: String {
         switch self {
@@ -52,6 +54,7 @@ public enum GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .missingKey(k): return "missing metadata key \(k)"
         case let .wrongKeyType(k, e): return "metadata \(k) is not \(e)"
         case let .writerInvalid(m): return "cannot write GGUF: \(m)"
+        case let .io(m): return "cannot read GGUF: \(m)"
         }
     }
 }

@@ -168,6 +168,9 @@ public final class GGUFFile: @unchecked Sendable {
         }
     }
 
+    /// The path the file was mapped from; nil when it was parsed from bytes in memory.
+    public var path: String? { storage.path }
+
     public func tensor(named name: String) -> GGUFTensorInfo? {
         byName[name].map { tensors[$0] }
     }
