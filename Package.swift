@@ -33,7 +33,8 @@ let package = Package(
         .executableTarget(
             name: "CLI",
             dependencies: [
-                "Engine", "GGUF", "Models", "Tokenizer", "Sampling",
+                "Engine", "GGUF", "Models", "Tokenizer", "Sampling", "StarStream", "Node",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -46,7 +47,26 @@ let package = Package(
         .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
         .testTarget(name: "ReferenceTests", dependencies: ["Engine", "Models", "Tokenizer", "Sampling", "GGUF"]),
         // StarStream: the binary protocol that carries hidden states between nodes.
-        .target(name: "StarStream", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+        .target(
+            name: "StarStream",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+        // A pipeline stage: a slice of the model served over StarStream, with per-sequence KV
+        // caches and batched decode.
+        .target(
+            name: "Node",
+            dependencies: [
+                "GGUF", "Kernels", "Models", "Sampling", "StarStream",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "NodeTests",
+            dependencies: [
+                "Node", "StarStream", "Models", "GGUF", "Engine", "Sampling", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "StarStreamTests",
             dependencies: [

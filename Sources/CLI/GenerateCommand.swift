@@ -1,6 +1,8 @@
 import ArgumentParser
 import Engine
+import GGUF
 import Sampling
+import StarStream
 import Tokenizer
 
 struct Generate: ParsableCommand {
@@ -36,26 +38,36 @@ struct Generate: ParsableCommand {
     @Flag(help: "Print timing to stderr.")
     var verbose = false
 
+    @Option(help: "Run on a pipeline of nodes instead of in this process: node 0's HOST:PORT (-m names the same model, for the tokenizer).")
+    var pipeline: String?
+
+    @Option(name: .customLong("cluster-token"), help: "The pipeline's cluster token (default: $PANGALACTIC_CLUSTER_TOKEN).")
+    var clusterToken: String?
+
     func validate() throws {
         guard (prompt == nil) != (chat == nil) else { throw ValidationError("give exactly one of --prompt and --chat") }
         guard (0 ... 1 << 20).contains(n) else { throw ValidationError("-n must be within 0...1048576") }
     }
 
+    var sampling: SamplingParameters {
+        SamplingParameters(temperature: temperature, topK: topK, topP: topP, minP: minP,
+                           repetitionPenalty: repeatPenalty, frequencyPenalty: frequencyPenalty,
+                           presencePenalty: presencePenalty, seed: seed)
+    }
+
+    func promptText(_ front: TextFrontEnd) throws -> String {
+        guard let chat else { return prompt ?? "" }
+        var messages: [ChatMessage] = []
+        if let system { messages.append(ChatMessage(role: "system", content: system)) }
+        messages.append(ChatMessage(role: "user", content: chat))
+        return try front.renderChat(messages)
+    }
+
     func run() throws {
+        if let pipeline { return try runOnPipeline(pipeline) }
         let engine = try InferenceEngine(modelOptions)
-        let text: String
-        if let chat {
-            var messages: [ChatMessage] = []
-            if let system { messages.append(ChatMessage(role: "system", content: system)) }
-            messages.append(ChatMessage(role: "user", content: chat))
-            text = try engine.renderChat(messages)
-        } else {
-            text = prompt ?? ""
-        }
-        let tokens = engine.tokenize(text)
-        let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, minP: minP,
-                                          repetitionPenalty: repeatPenalty, frequencyPenalty: frequencyPenalty,
-                                          presencePenalty: presencePenalty, seed: seed)
+        let tokens = engine.tokenize(try promptText(engine.text))
+        let sampling = self.sampling
         let stats = try engine.generate(prompt: tokens, maxTokens: n, sampling: sampling) { _, piece in
             Console.write(piece)
             return true
@@ -64,6 +76,65 @@ struct Generate: ParsableCommand {
         let summary = "prompt \(stats.promptTokens) tokens at \(fmt(stats.prefillTokensPerSecond)) tok/s; " +
             "generated \(stats.generatedTokens) tokens at \(fmt(stats.decodeTokensPerSecond)) tok/s; finish: \(stats.finishReason.rawValue)"
         if verbose { Console.error(summary) }
+    }
+}
+
+extension Generate {
+    /// Sends the request through a ring of `pangalactic node` processes with `PipelineDriver`.
+    func runOnPipeline(_ address: String) throws {
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+            throw ValidationError("--pipeline takes HOST:PORT")
+        }
+        let host = String(address[..<colon])
+        let file = try GGUFFile(path: modelOptions.modelPath)
+        let front = try TextFrontEnd(file: file)
+        let digest = try file.modelDigest()
+        let tokens = front.tokenize(try promptText(front))
+        try sampling.validate()
+        let request = PipelineRequest(prompt: tokens, maxNewTokens: n, sampling: WireSampling(sampling),
+                                      stopTokens: front.tokenizer.endOfGenerationIDs,
+                                      history: Array(tokens.suffix(sampling.penaltyLastN)))
+        let token = clusterToken ?? ProcessEnvironment.value("PANGALACTIC_CLUSTER_TOKEN") ?? ""
+        let tokenizer = front.tokenizer
+        let verbose = self.verbose
+        try runBlocking {
+            let driver = try await PipelineDriver.connect(host: host, port: port, clusterToken: token, modelDigest: digest)
+            var detokenizer = StreamingDetokenizer(tokenizer: tokenizer)
+            let start = monotonicSeconds()
+            var first = 0.0, last = 0.0, count = 0
+            var failure: PipelineError?
+            var finish = "?"
+            for await event in driver.events(request) {
+                switch event {
+                case let .token(id, _):
+                    count += 1
+                    last = monotonicSeconds()
+                    if count == 1 { first = last }
+                    if tokenizer.isEndOfGeneration(id) { Console.write(detokenizer.finish()) } else { Console.write(detokenizer.append(id)) }
+                case let .done(cause, _):
+                    Console.write(detokenizer.finish())
+                    finish = "\(cause)"
+                case let .failed(error):
+                    failure = error
+                }
+            }
+            Console.write("\n")
+            await driver.close()
+            if let failure { throw failure }
+            if verbose {
+                let decode = count > 1 ? Double(count - 1) / (last - first) : 0
+                Console.error("prompt \(tokens.count) tokens, first token after \(fmt((first - start) * 1000)) ms; " +
+                    "generated \(count) tokens at \(fmt(decode)) tok/s; finish: \(finish)")
+            }
+        }
+    }
+}
+
+extension WireSampling {
+    init(_ s: SamplingParameters) {
+        self.init(temperature: s.temperature, topK: UInt32(clamping: s.topK), topP: s.topP, minP: s.minP,
+                  repetitionPenalty: s.repetitionPenalty, frequencyPenalty: s.frequencyPenalty,
+                  presencePenalty: s.presencePenalty, penaltyLastN: UInt32(clamping: s.penaltyLastN), seed: s.seed)
     }
 }
 

@@ -1,7 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import Engine
+import Synchronization
 
 enum ProcessEnvironment {
     static func value(_ name: String) -> String? {
@@ -45,4 +47,18 @@ extension InferenceEngine {
         try self.init(modelPath: options.modelPath, threads: options.threads, contextLength: options.contextSize,
                       batchSize: options.batchSize)
     }
+}
+
+/// Runs async work from a synchronous command and waits for it (the main thread is not part of
+/// Swift's cooperative pool, so blocking it here is safe).
+func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    let result = Mutex<Result<T, Error>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        do { let value = try await body(); result.withLock { $0 = .success(value) } } catch { result.withLock { $0 = .failure(error) } }
+        done.signal()
+    }
+    done.wait()
+    guard let outcome = result.withLock({ $0 }) else { throw EngineError.invalidArgument("async work ended without a result") }
+    return try outcome.get()
 }

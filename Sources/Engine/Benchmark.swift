@@ -1,6 +1,7 @@
 import Kernels
 import CKernels
 import Models
+import Sampling
 
 /// Throughput of one benchmark test over several repetitions.
 public struct BenchmarkResult: Sendable {
@@ -61,6 +62,38 @@ extension InferenceEngine {
             if rep >= 0 { result.tokensPerSecond.append(Double(tokens) / dt) }
         }
         return result
+    }
+
+    /// Decode of `streams` sequences at once in this process, the way a pipeline node batches
+    /// them: each step runs one row per sequence through one batched forward pass and takes
+    /// the argmax of each row's logits. Returns the mean tokens/s per stream and in total over
+    /// `repetitions` runs of `tokens` steps after a one-token prompt. This is the single-process
+    /// baseline of `bench --nodes 1 --concurrency …`.
+    public func benchmarkStreams(_ streams: Int, tokens: Int, repetitions: Int) throws -> (perStream: Double, total: Double) {
+        let caches = (0 ..< streams).map { _ in model.makeCache(capacity: tokens + 2) }
+        let state = ForwardState(config: config, maxTokens: max(streams, 1), contextCapacity: tokens + 2,
+                                 logitRows: streams, pool: pool)
+        let vocab = config.vocabularySize
+        var rates: [Double] = []
+        for rep in -1 ..< repetitions {
+            var next = benchmarkTokens(streams, seed: UInt64(rep + 300))
+            for c in caches { c.reset() }
+            var t0 = 0.0
+            for step in 0 ... tokens {
+                if step == 1 { t0 = monotonicSeconds() }
+                let slices = caches.map { SequenceSlice(cache: $0, start: step, count: 1) }
+                let logits = try next.withUnsafeBufferPointer { ids in
+                    try model.forward(batch: .tokens(ids), slices: slices, state: state)
+                }
+                for s in 0 ..< streams {
+                    next[s] = Sampler.argmax(UnsafeBufferPointer(rebasing: logits[s * vocab ..< (s + 1) * vocab]))
+                }
+            }
+            let dt = monotonicSeconds() - t0
+            if rep >= 0 { rates.append(Double(tokens) / dt) }
+        }
+        let perStream = rates.reduce(0, +) / Double(max(1, rates.count))
+        return (perStream, perStream * Double(streams))
     }
 
     /// Bytes of weights a decode step reads: every block, plus the output matrix (the token

@@ -38,8 +38,9 @@ public enum EngineError: Error, CustomStringConvertible {
 public final class InferenceEngine: @unchecked Sendable {
     public let file: GGUFFile
     public let model: TransformerModel
-    public let tokenizer: Tokenizer
-    public let chatTemplate: ChatTemplate?
+    /// Tokenizer and chat template.
+    public let text: TextFrontEnd
+    public var tokenizer: Tokenizer { text.tokenizer }
     public let pool: ComputePool
     /// Positions one sequence may hold.
     public let contextLength: Int
@@ -59,20 +60,7 @@ public final class InferenceEngine: @unchecked Sendable {
         } catch {
             throw .model(error)
         }
-        do {
-            tokenizer = try Tokenizer(vocabulary: Vocabulary(gguf: file))
-        } catch {
-            throw .tokenizer(error)
-        }
-        if let source = file.metadata.string("tokenizer.chat_template") {
-            do {
-                chatTemplate = try ChatTemplate(source: source)
-            } catch {
-                throw .template(error)
-            }
-        } else {
-            chatTemplate = nil
-        }
+        text = try TextFrontEnd(file: file)
         pool = ComputePool(threadCount: threads)
         let trained = model.config.trainedContextLength
         let requested = contextLength ?? min(trained, 4096)
@@ -103,24 +91,14 @@ public final class InferenceEngine: @unchecked Sendable {
 
     // MARK: Prompts
 
-    /// Renders a conversation with the model's own chat template, or a plain fallback format
-    /// when the file has none.
+    /// Renders a conversation with the model's own chat template (see `TextFrontEnd`).
     public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) throws(EngineError) -> String {
-        guard let chatTemplate else {
-            return messages.map { "\($0.role): \($0.content)\n" }.joined() + (addGenerationPrompt ? "assistant:" : "")
-        }
-        let bos = tokenizer.bosID.map { String(decoding: tokenizer.tokenBytes($0, renderSpecial: true), as: UTF8.self) } ?? ""
-        let eos = tokenizer.eosID.map { String(decoding: tokenizer.tokenBytes($0, renderSpecial: true), as: UTF8.self) } ?? ""
-        do {
-            return try chatTemplate.render(messages: messages, addGenerationPrompt: addGenerationPrompt, bosToken: bos, eosToken: eos)
-        } catch {
-            throw .template(error)
-        }
+        try text.renderChat(messages, addGenerationPrompt: addGenerationPrompt)
     }
 
     /// Tokenizes a prompt with the model's BOS rule and special tokens parsed.
-    public func tokenize(_ text: String, addSpecial: Bool = true) -> [Int32] {
-        tokenizer.encode(text, addSpecial: addSpecial, parseSpecial: true)
+    public func tokenize(_ prompt: String, addSpecial: Bool = true) -> [Int32] {
+        text.tokenize(prompt, addSpecial: addSpecial)
     }
 
     // MARK: Forward loops

@@ -78,7 +78,13 @@ public final class ComputePool: @unchecked Sendable {
                 pthread_mutex_unlock(&mutex)
             }
             escapable(0)
-            while remaining.load(ordering: .acquiring) > 0 { spinPause() }
+            var spins = 0
+            while remaining.load(ordering: .acquiring) > 0 {
+                spins += 1
+                // A worker that is not running (its core taken by another process) would keep
+                // us spinning for a whole time slice: give the core up now and then.
+                if spins & 255 == 0 { sched_yield() } else { spinPause() }
+            }
             job = nil
         }
     }
@@ -110,7 +116,7 @@ public final class ComputePool: @unchecked Sendable {
             while current == seen {
                 spins += 1
                 if spins < Self.spinLimit && !resting.load(ordering: .relaxed) {
-                    spinPause()
+                    if spins & 255 == 0 { sched_yield() } else { spinPause() }
                 } else {
                     pthread_mutex_lock(&mutex)
                     sleepers.add(1, ordering: .sequentiallyConsistent)

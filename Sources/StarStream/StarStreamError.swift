@@ -139,6 +139,9 @@ public enum StarStreamErrorCode {
     /// failed, or a PROBE did not come back), so the sequences in flight cannot finish. The frames
     /// themselves were fine: this tells the driver why its sequences stopped.
     public static let pipelineBroken: UInt16 = 106
+    /// A well-formed request the node cannot serve: invalid sampling values, a prompt longer
+    /// than the context, activations of the wrong width.
+    public static let badRequest: UInt16 = 107
     /// Anything else that went wrong on the receiver's side.
     public static let internalError: UInt16 = 199
 }

@@ -252,6 +252,9 @@ public final class Tokenizer: Sendable {
     /// Whether generation stops at this token: the eos and eot tokens, and the tokens llama.cpp
     /// marks by their text ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", ...
     /// and the fill-in-the-middle pad, repo and file-separator tokens).
+    /// Every end-of-generation id, sorted (a pipeline's node 0 stops on them).
+    public var endOfGenerationIDs: [Int32] { endOfGeneration.sorted() }
+
     public func isEndOfGeneration(_ id: Int32) -> Bool {
         endOfGeneration.contains(id)
     }

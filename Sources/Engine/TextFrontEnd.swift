@@ -1,0 +1,47 @@
+import GGUF
+import Tokenizer
+
+/// The text side of a model: tokenizer and chat template, without any weights. A pipeline
+/// driver (and later the gateway) needs exactly this: it turns messages into token ids and
+/// token ids back into text, while the layers run elsewhere.
+public final class TextFrontEnd: @unchecked Sendable {
+    public let tokenizer: Tokenizer
+    public let chatTemplate: ChatTemplate?
+
+    public init(file: GGUFFile) throws(EngineError) {
+        do {
+            tokenizer = try Tokenizer(vocabulary: Vocabulary(gguf: file))
+        } catch {
+            throw .tokenizer(error)
+        }
+        if let source = file.metadata.string("tokenizer.chat_template") {
+            do {
+                chatTemplate = try ChatTemplate(source: source)
+            } catch {
+                throw .template(error)
+            }
+        } else {
+            chatTemplate = nil
+        }
+    }
+
+    /// Renders a conversation with the model's own chat template, or a plain fallback format
+    /// when the file has none.
+    public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) throws(EngineError) -> String {
+        guard let chatTemplate else {
+            return messages.map { "\($0.role): \($0.content)\n" }.joined() + (addGenerationPrompt ? "assistant:" : "")
+        }
+        let bos = tokenizer.bosID.map { String(decoding: tokenizer.tokenBytes($0, renderSpecial: true), as: UTF8.self) } ?? ""
+        let eos = tokenizer.eosID.map { String(decoding: tokenizer.tokenBytes($0, renderSpecial: true), as: UTF8.self) } ?? ""
+        do {
+            return try chatTemplate.render(messages: messages, addGenerationPrompt: addGenerationPrompt, bosToken: bos, eosToken: eos)
+        } catch {
+            throw .template(error)
+        }
+    }
+
+    /// Tokenizes a prompt with the model's BOS rule and special tokens parsed.
+    public func tokenize(_ text: String, addSpecial: Bool = true) -> [Int32] {
+        tokenizer.encode(text, addSpecial: addSpecial, parseSpecial: true)
+    }
+}

@@ -1,0 +1,194 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import NIOPosix
+import StarStream
+import Synchronization
+
+/// The outbound connection to the next stage. It connects (and reconnects) in the background,
+/// checks the next node's HELLO (cluster token, model digest, and that its layers continue
+/// ours), and only then carries frames. Frames sent while it is down are dropped: node 0 finds
+/// a broken ring through its probes and fails the sequences cleanly.
+final class NextStageLink: @unchecked Sendable {
+    private let group: EventLoopGroup
+    private let address: NodeAddress
+    private let hello: Hello
+    private let expectedFirstLayer: UInt32
+    private let limits: StarStreamLimits
+    private let log: @Sendable (String) -> Void
+    private let onDown: @Sendable () -> Void
+    private let onFrame: @Sendable (StarStreamFrame) -> Void
+    private let channel = Mutex<Channel?>(nil)
+    private let stopped = Atomic<Bool>(false)
+    private let lastComplaint = Mutex<String>("")
+
+    init(group: EventLoopGroup, address: NodeAddress, hello: Hello, expectedFirstLayer: UInt32, limits: StarStreamLimits,
+         log: @escaping @Sendable (String) -> Void, onDown: @escaping @Sendable () -> Void,
+         onFrame: @escaping @Sendable (StarStreamFrame) -> Void) {
+        self.group = group
+        self.address = address
+        self.hello = hello
+        self.expectedFirstLayer = expectedFirstLayer
+        self.limits = limits
+        self.log = log
+        self.onDown = onDown
+        self.onFrame = onFrame
+    }
+
+    var isConnected: Bool { channel.withLock { $0 != nil } }
+
+    /// Sends `frame` if the link is up; returns false (and drops it) otherwise.
+    @discardableResult
+    func send(_ frame: StarStreamFrame) -> Bool {
+        guard let ch = channel.withLock({ $0 }) else { return false }
+        ch.writeAndFlush(frame, promise: nil)
+        return true
+    }
+
+    func start() { connect(after: 0) }
+
+    func stop() {
+        stopped.store(true, ordering: .relaxed)
+        let ch = channel.withLock { c in
+            defer { c = nil }
+            return c
+        }
+        ch?.close(promise: nil)
+    }
+
+    private func complain(_ message: String) {
+        // Log each distinct reason once, not every retry.
+        let fresh = lastComplaint.withLock { last in
+            defer { last = message }
+            return last != message
+        }
+        if fresh { log(message) }
+    }
+
+    private func connect(after delay: Double) {
+        guard !stopped.load(ordering: .relaxed) else { return }
+        group.next().scheduleTask(in: .milliseconds(Int64(delay * 1000))) { [self] in
+            attempt()
+        }
+    }
+
+    private func attempt() {
+        guard !stopped.load(ordering: .relaxed) else { return }
+        let handshake = HandshakeHandler(expected: hello, expectedFirstLayer: expectedFirstLayer, link: self)
+        let limits = self.limits
+        let bootstrap = ClientBootstrap(group: group)
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(2))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(StarStreamFrameDecoder(limits: limits)),
+                        StarStreamErrorHandler(),
+                        MessageToByteHandler(StarStreamFrameEncoder()),
+                        handshake,
+                    ])
+                }
+            }
+        bootstrap.connect(host: address.host, port: address.port).whenComplete { [self] result in
+            switch result {
+            case let .success(ch):
+                ch.writeAndFlush(StarStreamFrame(payload: .hello(hello)), promise: nil)
+                ch.closeFuture.whenComplete { [self] _ in
+                    let wasUp = channel.withLock { c -> Bool in
+                        guard let current = c, current === ch else { return false }
+                        c = nil
+                        return true
+                    }
+                    if wasUp {
+                        log("next stage \(address) disconnected")
+                        onDown()
+                    }
+                    connect(after: 0.2)
+                }
+            case let .failure(error):
+                complain("next stage \(address) unreachable (\(error)); retrying")
+                connect(after: 0.2)
+            }
+        }
+    }
+
+    fileprivate func accepted(_ ch: Channel) {
+        if stopped.load(ordering: .relaxed) { ch.close(promise: nil); return }
+        channel.withLock { $0 = ch }
+        lastComplaint.withLock { $0 = "" }
+        log("connected to next stage \(address)")
+    }
+
+    fileprivate func refused(_ reason: String) {
+        complain("next stage \(address) refused: \(reason)")
+    }
+
+    fileprivate func received(_ frame: StarStreamFrame) { onFrame(frame) }
+
+    /// Waits for the next node's HELLO, then passes frames up (PONG, ERROR).
+    private final class HandshakeHandler: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = StarStreamFrame
+        let expected: Hello
+        let expectedFirstLayer: UInt32
+        unowned let link: NextStageLink
+        var ready = false
+
+        init(expected: Hello, expectedFirstLayer: UInt32, link: NextStageLink) {
+            self.expected = expected
+            self.expectedFirstLayer = expectedFirstLayer
+            self.link = link
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let frame = unwrapInboundIn(data)
+            guard ready else {
+                guard case let .hello(peer) = frame.payload else {
+                    if case let .error(code, message) = frame.payload { link.refused("error \(code): \(message)") }
+                    context.close(promise: nil)
+                    return
+                }
+                if let problem = HelloPolicy.check(peer, against: expected, role: .node) {
+                    link.refused(problem)
+                    context.close(promise: nil)
+                } else if peer.firstLayer != expectedFirstLayer {
+                    link.refused("it serves layers \(peer.firstLayer)..<\(peer.endLayer), expected them to start at \(expectedFirstLayer)")
+                    context.close(promise: nil)
+                } else {
+                    ready = true
+                    link.accepted(context.channel)
+                }
+                return
+            }
+            link.received(frame)
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: Error) {
+            context.close(promise: nil)
+        }
+    }
+}
+
+/// Checks a peer's HELLO against ours: protocol version, cluster token (compared in constant
+/// time), model digest and role. Returns why it is refused, or nil.
+enum HelloPolicy {
+    static func check(_ peer: Hello, against ours: Hello, role: StarStreamRole?) -> String? {
+        guard peer.protocolVersion >= 1 else { return "protocol version \(peer.protocolVersion)" }
+        guard constantTimeEqual(Array(peer.clusterToken.utf8), Array(ours.clusterToken.utf8)) else { return "wrong cluster token" }
+        guard peer.modelDigest == ours.modelDigest else { return "different model (digest mismatch)" }
+        if let role, peer.role != role { return "unexpected role \(peer.role)" }
+        return nil
+    }
+
+    /// Equal-length comparison whose time does not depend on where the bytes differ.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var difference = UInt8(truncatingIfNeeded: a.count ^ b.count)
+        let n = max(a.count, b.count)
+        for i in 0 ..< n {
+            let x = i < a.count ? a[i] : 0
+            let y = i < b.count ? b[i] : 0
+            difference |= x ^ y
+        }
+        return difference == 0 && a.count == b.count
+    }
+}

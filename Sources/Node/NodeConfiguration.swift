@@ -1,0 +1,80 @@
+import StarStream
+
+/// A `host:port` pair as given on the command line.
+public struct NodeAddress: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `host:port` (IPv6 hosts in brackets: `[::1]:7000`).
+    public init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+              (0 ... 65535).contains(port) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// Everything a pipeline node needs to start: which layers of which model it serves, where it
+/// listens, where its hidden states go next, and how much it may batch and cache.
+public struct NodeConfiguration: Sendable {
+    public var modelPath: String
+    /// Global layers `A ..< B` this node runs. The node with `A == 0` embeds tokens and talks to
+    /// drivers; the node with `B == layerCount` samples.
+    public var layers: Range<Int>
+    public var listen: NodeAddress
+    /// The next stage; the last node's next is node 0, which closes the ring.
+    public var next: NodeAddress
+    /// How hidden states travel to the next stage.
+    public var wire: WireDType = .f16
+    /// Shared secret every peer must present in its HELLO.
+    public var clusterToken: String = ""
+    /// Compute threads (the caller's included).
+    public var threads: Int = 2
+    /// Sequences with a KV cache at once; more wait at node 0 until one ends.
+    public var maxSequences: Int = 16
+    /// Positions per sequence (capped by the model's trained context).
+    public var contextLength: Int = 4096
+    /// Rows per batch through the layers (prompt chunks are split to fit).
+    public var maxBatchTokens: Int = 256
+    /// Stages in the ring, for sizing decode micro-batches (default: estimated from the share
+    /// of layers this node holds).
+    public var pipelineStages: Int?
+    /// Node 0 sends a probe around the ring this often...
+    public var probeIntervalSeconds: Double = 0.5
+    /// ...and declares the ring broken when none has come back for this long.
+    public var probeTimeoutSeconds: Double = 2.0
+    /// A connection that has not completed its HELLO by then is closed.
+    public var helloTimeoutSeconds: Double = 5.0
+
+    public init(modelPath: String, layers: Range<Int>, listen: NodeAddress, next: NodeAddress) {
+        self.modelPath = modelPath
+        self.layers = layers
+        self.listen = listen
+        self.next = next
+    }
+}
+
+/// Why a node could not start.
+public enum NodeError: Error, CustomStringConvertible {
+    case model(String)
+    case configuration(String)
+    case network(String)
+
+    public var description: String {
+        switch self {
+        case let .model(m): "model: \(m)"
+        case let .configuration(m): "configuration: \(m)"
+        case let .network(m): "network: \(m)"
+        }
+    }
+}

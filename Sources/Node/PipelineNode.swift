@@ -1,0 +1,321 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import GGUF
+import Models
+import NIOCore
+import NIOPosix
+import StarStream
+import Synchronization
+
+/// One stage of a pipeline: a process that serves layers `A ..< B` of a model over StarStream.
+///
+/// It loads only its layers (plus the embedding on node 0 and the output head on the last
+/// node), accepts HELLO-authenticated connections from its upstream stage (and, on node 0, from
+/// drivers), keeps a KV cache per sequence, batches every ready sequence through its layers on
+/// a compute thread, and sends the results to the next stage. Node 0 also watches the ring with
+/// probes and fails every sequence with a clean ERROR when a stage disappears.
+public final class PipelineNode: @unchecked Sendable {
+    public let configuration: NodeConfiguration
+    public let model: TransformerModel
+    public let modelDigest: [UInt8]
+    let scheduler: StageScheduler
+    private let group: MultiThreadedEventLoopGroup
+    private let hello: Hello
+    private let limits: StarStreamLimits
+    private var link: NextStageLink!
+    private var serverChannel: Channel?
+    private var probeTask: RepeatedTask?
+    private let log: @Sendable (String) -> Void
+
+    // Ring health (node 0).
+    private let ring = RingHealth()
+    private let probePrefix = UInt64.random(in: 1 ... UInt64(UInt32.max)) << 32
+    private let probeCounter = Atomic<UInt64>(0)
+    private let lastProbeReturn = Atomic<UInt64>(0)
+    private let driverProbes = Mutex<[UInt64: Channel]>([:])
+
+    public var counters: StageCounters { scheduler.counters }
+    public var isFirst: Bool { model.isFirst }
+    public var isLast: Bool { model.isLast }
+    /// Whether node 0 has seen a probe come back around the ring recently.
+    public var isRingHealthy: Bool { ring.healthy.load(ordering: .relaxed) }
+
+    /// Loads the model slice. Networking starts with `start()`.
+    public init(configuration: NodeConfiguration, log: @escaping @Sendable (String) -> Void = { _ in }) throws(NodeError) {
+        var configuration = configuration
+        let file: GGUFFile
+        do { file = try GGUFFile(path: configuration.modelPath) } catch { throw .model("\(configuration.modelPath): \(error)") }
+        do { model = try TransformerModel(file: file, layers: configuration.layers) } catch { throw .model("\(error)") }
+        do { modelDigest = try file.modelDigest() } catch { throw .model("digest: \(error)") }
+        guard configuration.threads >= 1, configuration.maxSequences >= 1, configuration.maxBatchTokens >= 1,
+              configuration.contextLength >= 1 else {
+            throw .configuration("threads, max sequences, batch size and context must be at least 1")
+        }
+        configuration.contextLength = min(configuration.contextLength, model.config.trainedContextLength)
+        self.configuration = configuration
+        self.log = log
+        let width = model.config.embeddingLength
+        // Room for a batch of F32 rows, and for a prompt of a whole context of token ids.
+        limits = StarStreamLimits(maxPayloadBytes: max(StarStreamLimits(maxBatchTokens: configuration.maxBatchTokens, width: width).maxPayloadBytes,
+                                                       8 + 4 * configuration.contextLength, 64 + 8 * configuration.contextLength))
+        hello = Hello(role: .node, clusterToken: configuration.clusterToken, modelDigest: modelDigest,
+                      firstLayer: UInt32(configuration.layers.lowerBound), endLayer: UInt32(configuration.layers.upperBound))
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let box = LinkBox()
+        let ring = self.ring
+        let isFirst = configuration.layers.lowerBound == 0
+        scheduler = StageScheduler(model: model, configuration: configuration,
+                                   sendNext: { frame in
+                                       if box.link?.send(frame) != true { box.dropped() }
+                                   },
+                                   ringReady: { !isFirst || ring.healthy.load(ordering: .relaxed) }, log: log)
+        box.counters = scheduler.counters
+        let layerCount = UInt32(model.config.layerCount)
+        let end = UInt32(configuration.layers.upperBound)
+        link = NextStageLink(group: group, address: configuration.next, hello: hello,
+                             expectedFirstLayer: end == layerCount ? 0 : end, limits: limits, log: log,
+                             onDown: { [unowned self] in self.nextStageLost() },
+                             onFrame: { _ in })
+        box.link = link
+    }
+
+    /// Bytes of the model file this node's tensors occupy.
+    public var shardBytes: Int { model.shardBytes }
+
+    /// Binds the listening socket, starts the compute thread, the link to the next stage and
+    /// (node 0) the ring probes. Returns the bound port (useful with port 0).
+    @discardableResult
+    public func start() throws(NodeError) -> Int {
+        scheduler.start()
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 64)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [unowned self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(StarStreamFrameDecoder(limits: self.limits)),
+                        StarStreamErrorHandler(onError: { [log] error in log("peer error: \(error)") }),
+                        MessageToByteHandler(StarStreamFrameEncoder()),
+                        InboundConnectionHandler(node: self),
+                    ])
+                }
+            }
+        do {
+            serverChannel = try bootstrap.bind(host: configuration.listen.host, port: configuration.listen.port).wait()
+        } catch {
+            scheduler.stop()
+            throw .network("cannot listen on \(configuration.listen): \(error)")
+        }
+        link.start()
+        if isFirst {
+            let interval = TimeAmount.nanoseconds(Int64(configuration.probeIntervalSeconds * 1e9))
+            probeTask = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: interval) { [unowned self] _ in
+                self.probeTick()
+            }
+        }
+        return serverChannel?.localAddress?.port ?? configuration.listen.port
+    }
+
+    /// Closes every connection and stops the threads.
+    public func stop() {
+        probeTask?.cancel()
+        link.stop()
+        try? serverChannel?.close().wait()
+        scheduler.stop()
+        try? group.syncShutdownGracefully()
+    }
+
+    /// Blocks until the listening socket closes.
+    public func wait() {
+        try? serverChannel?.closeFuture.wait()
+    }
+
+    // MARK: Ring health
+
+    private func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    private func probeTick() {
+        let t = now()
+        if ring.healthy.load(ordering: .relaxed) {
+            let last = lastProbeReturn.load(ordering: .relaxed)
+            if t > last, Double(t - last) * 1e-9 > configuration.probeTimeoutSeconds {
+                ringBroken("no probe came back around the ring for \(configuration.probeTimeoutSeconds) s")
+            }
+        }
+        let nonce = probePrefix | (probeCounter.add(1, ordering: .relaxed).newValue & 0xFFFF_FFFF)
+        link.send(StarStreamFrame(payload: .probe(nonce)))
+    }
+
+    fileprivate func probeArrived(_ nonce: UInt64) {
+        guard isFirst else {
+            link.send(StarStreamFrame(payload: .probe(nonce)))
+            return
+        }
+        if nonce & 0xFFFF_FFFF_0000_0000 == probePrefix {
+            lastProbeReturn.store(now(), ordering: .relaxed)
+            if !ring.healthy.exchange(true, ordering: .relaxed) { log("pipeline ring is complete") }
+        } else if let driver = driverProbes.withLock({ $0.removeValue(forKey: nonce) }) {
+            driver.writeAndFlush(StarStreamFrame(payload: .probe(nonce)), promise: nil)
+        }
+    }
+
+    /// A driver's probe: it goes around the ring and back to the driver, which times it.
+    fileprivate func driverProbe(_ nonce: UInt64, from channel: Channel) {
+        let sent = driverProbes.withLock { probes -> Bool in
+            guard probes.count < 1024 else { return false }
+            probes[nonce] = channel
+            return true
+        }
+        if sent { link.send(StarStreamFrame(payload: .probe(nonce))) }
+    }
+
+    private func ringBroken(_ reason: String) {
+        if ring.healthy.exchange(false, ordering: .relaxed) || !isFirst {
+            log("pipeline broken: \(reason)")
+        }
+        scheduler.submit(.dropAll(code: StarStreamErrorCode.pipelineBroken, reason: "pipeline broken: \(reason)"))
+    }
+
+    private func nextStageLost() {
+        ringBroken("next stage \(configuration.next) disconnected")
+    }
+
+    fileprivate func upstreamLost() {
+        ringBroken("upstream stage disconnected")
+    }
+
+    fileprivate var ourHello: Hello { hello }
+    fileprivate var helloTimeout: TimeAmount { .nanoseconds(Int64(configuration.helloTimeoutSeconds * 1e9)) }
+}
+
+/// Lets the scheduler's send closure reach the link, which is created after it.
+private final class LinkBox: @unchecked Sendable {
+    var link: NextStageLink?
+    var counters: StageCounters?
+    func dropped() { counters?.droppedFrames.add(1, ordering: .relaxed) }
+}
+
+/// One inbound connection: a driver (node 0 only) or the upstream stage. It must HELLO first;
+/// after that, each frame type is accepted only from the role that may send it.
+private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = StarStreamFrame
+    typealias OutboundOut = StarStreamFrame
+
+    private enum Peer { case unknown, driver, node, closed }
+    private let node: PipelineNode
+    private var peer = Peer.unknown
+    private var timeout: Scheduled<Void>?
+
+    init(node: PipelineNode) {
+        self.node = node
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let channel = context.channel
+        timeout = context.eventLoop.scheduleTask(in: node.helloTimeout) {
+            channel.close(promise: nil)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        switch peer {
+        case .driver: node.scheduler.submit(.originClosed(context.channel))
+        case .node: node.upstreamLost()
+        case .unknown, .closed: break
+        }
+        peer = .closed
+        context.fireChannelInactive()
+    }
+
+    private func reject(_ context: ChannelHandlerContext, _ code: UInt16, _ message: String) {
+        peer = .closed
+        let frame = StarStreamFrame(payload: .error(code: code, message: message))
+        context.writeAndFlush(wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        let id = frame.sequenceID
+        switch (peer, frame.payload) {
+        case (.closed, _):
+            return
+        case let (.unknown, .hello(hello)):
+            let ours = node.ourHello
+            if let problem = HelloPolicy.check(hello, against: ours, role: nil) {
+                return reject(context, StarStreamErrorCode.unauthorized, "HELLO refused: \(problem)")
+            }
+            switch hello.role {
+            case .driver:
+                guard node.isFirst else { return reject(context, StarStreamErrorCode.unauthorized, "drivers connect to node 0") }
+                peer = .driver
+            case .node:
+                let layerCount = UInt32(node.model.config.layerCount)
+                let expectedEnd = node.isFirst ? layerCount : ours.firstLayer
+                guard hello.endLayer == expectedEnd else {
+                    return reject(context, StarStreamErrorCode.unauthorized,
+                                  "HELLO refused: upstream serves ..<\(hello.endLayer), this node starts at \(ours.firstLayer)")
+                }
+                peer = .node
+            }
+            timeout?.cancel()
+            context.writeAndFlush(wrapOutboundOut(StarStreamFrame(payload: .hello(ours))), promise: nil)
+        case (.unknown, _):
+            reject(context, StarStreamErrorCode.unexpectedFrame, "HELLO first")
+        case let (_, .ping(nonce)):
+            context.writeAndFlush(wrapOutboundOut(StarStreamFrame(sequenceID: id, payload: .pong(nonce))), promise: nil)
+        case (_, .pong):
+            break
+        case let (.driver, .open(request)):
+            node.scheduler.submit(.open(id, request, origin: context.channel))
+        case let (.driver, .prompt(chunk)):
+            node.scheduler.submit(.prompt(id, chunk, from: context.channel))
+        case (.driver, .cancel):
+            node.scheduler.submit(.cancel(id, from: context.channel))
+        case let (.driver, .probe(nonce)):
+            node.driverProbe(nonce, from: context.channel)
+        case let (.node, .open(request)) where !node.isFirst:
+            node.scheduler.submit(.open(id, request, origin: nil))
+        case let (.node, .activations(activations)) where !node.isFirst:
+            node.scheduler.submit(.activations(id, activations))
+        case let (.node, .token(token)) where node.isFirst:
+            node.scheduler.submit(.token(id, position: frame.position, token))
+        case (.node, .cancel) where !node.isFirst:
+            node.scheduler.submit(.cancel(id, from: nil))
+        case let (.node, .error(code, message)) where id != 0:
+            node.scheduler.submit(.failed(id, code: code, message: message))
+        case let (.node, .probe(nonce)):
+            node.probeArrived(nonce)
+        default:
+            reject(context, StarStreamErrorCode.unexpectedFrame, "unexpected \(frame.payload.frameType) frame from a \(peer == .driver ? "driver" : "node")")
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// Resident memory of this process in bytes (Linux `/proc/self/statm`), or nil elsewhere.
+public func residentMemoryBytes() -> Int? {
+    guard let f = fopen("/proc/self/statm", "r") else { return nil }
+    defer { fclose(f) }
+    var buffer = [CChar](repeating: 0, count: 256)
+    guard fgets(&buffer, Int32(buffer.count), f) != nil else { return nil }
+    let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let fields = text.split(separator: " ")
+    guard fields.count >= 2, let pages = Int(fields[1]) else { return nil }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// Whether probes make it around the ring (node 0).
+private final class RingHealth: Sendable {
+    let healthy = Atomic<Bool>(false)
+}

@@ -1,0 +1,363 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// One generation request as a driver sends it into a pipeline.
+public struct PipelineRequest: Sendable {
+    public var prompt: [Int32]
+    public var maxNewTokens: Int
+    public var sampling: WireSampling
+    /// Tokens that end the sequence (end of generation); node 0 checks them.
+    public var stopTokens: [Int32]
+    /// The prompt tail the sampler's penalties should see (the last `penalty_last_n` tokens).
+    public var history: [Int32]
+    public var logprobs: Bool
+
+    public init(prompt: [Int32], maxNewTokens: Int, sampling: WireSampling, stopTokens: [Int32],
+                history: [Int32] = [], logprobs: Bool = false) {
+        self.prompt = prompt
+        self.maxNewTokens = maxNewTokens
+        self.sampling = sampling
+        self.stopTokens = stopTokens
+        self.history = history
+        self.logprobs = logprobs
+    }
+}
+
+/// What a running request reports, in order: tokens, then exactly one `done` or `failed`.
+public enum PipelineEvent: Sendable {
+    case token(Int32, logprob: Float?)
+    case done(FinishCause, generated: Int)
+    case failed(PipelineError)
+}
+
+/// Why a request or a connection failed.
+public enum PipelineError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Node 0 (or a stage behind it) answered with an ERROR frame.
+    case remote(code: UInt16, message: String)
+    /// The connection to node 0 is gone.
+    case connectionLost
+    /// Nothing arrived for the request within the stall timeout.
+    case timedOut(seconds: Double)
+    /// The request cannot be sent (empty prompt, too many tokens, bad frame).
+    case invalidRequest(String)
+    case connectFailed(String)
+    case refused(String)
+
+    public var description: String {
+        switch self {
+        case let .remote(code, message): "pipeline error \(code): \(message)"
+        case .connectionLost: "the connection to the pipeline was lost"
+        case let .timedOut(s): "no answer from the pipeline for \(s) s"
+        case let .invalidRequest(m): "invalid request: \(m)"
+        case let .connectFailed(m): "cannot connect to the pipeline: \(m)"
+        case let .refused(m): "the pipeline refused this driver: \(m)"
+        }
+    }
+}
+
+/// Runs requests through a ring of pipeline nodes over one StarStream connection to node 0:
+/// OPEN and PROMPT go in, TOKEN frames come back as the last node samples them (node 0 relays
+/// the ring's tokens to the request's origin while it already runs the next step), then DONE.
+/// Thread-safe; many requests may run at once on one driver.
+public final class PipelineDriver: Sendable {
+    private let channel: Channel
+    private let group: EventLoopGroup
+    private let ownsGroup: Bool
+    private let state: Mutex<DriverState>
+    private let sequenceBase: UInt64
+    private let counter = Atomic<UInt64>(0)
+    private let watchdog: Mutex<RepeatedTask?>
+    /// A request that hears nothing for this long fails with `timedOut`.
+    public let stallTimeoutSeconds: Double
+    /// The HELLO node 0 answered with.
+    public let nodeHello: Hello
+
+    struct DriverState {
+        var handlers: [UInt64: Handler] = [:]
+        var probes: [UInt64: CheckedContinuation<Void, Error>] = [:]
+        var closed = false
+    }
+
+    struct Handler {
+        var onEvent: @Sendable (PipelineEvent) -> Void
+        var lastHeard: UInt64
+    }
+
+    /// Connects to node 0 at `host:port`, says HELLO as a driver, and waits for its HELLO.
+    public static func connect(host: String, port: Int, clusterToken: String, modelDigest: [UInt8],
+                               stallTimeoutSeconds: Double = 30, group: EventLoopGroup? = nil) async throws(PipelineError) -> PipelineDriver {
+        let ownsGroup = group == nil
+        let group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let box = DriverBox()
+        let hello = Hello(role: .driver, clusterToken: clusterToken, modelDigest: modelDigest)
+        let bootstrap = ClientBootstrap(group: group)
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(StarStreamFrameDecoder(limits: StarStreamLimits(maxPayloadBytes: 1 << 20))),
+                        StarStreamErrorHandler(),
+                        MessageToByteHandler(StarStreamFrameEncoder()),
+                        DriverHandler(box: box),
+                    ])
+                }
+            }
+        let channel: Channel
+        do {
+            channel = try await bootstrap.connect(host: host, port: port).get()
+        } catch {
+            if ownsGroup { try? await group.shutdownGracefully() }
+            throw .connectFailed("\(host):\(port): \(error)")
+        }
+        let peer: Hello
+        do {
+            peer = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Hello, Error>) in
+                box.helloWaiter.withLock { $0 = continuation }
+                channel.writeAndFlush(StarStreamFrame(payload: .hello(hello)), promise: nil)
+                channel.eventLoop.scheduleTask(in: .seconds(5)) {
+                    box.resolveHello(.failure(PipelineError.refused("no HELLO from node 0 within 5 s")))
+                }
+            }
+        } catch {
+            try? await channel.close()
+            if ownsGroup { try? await group.shutdownGracefully() }
+            throw (error as? PipelineError) ?? .refused("\(error)")
+        }
+        let driver = PipelineDriver(channel: channel, group: group, ownsGroup: ownsGroup, nodeHello: peer,
+                                    stallTimeoutSeconds: stallTimeoutSeconds)
+        box.driver.withLock { $0 = driver }
+        if !channel.isActive { driver.connectionClosed() }
+        return driver
+    }
+
+    private init(channel: Channel, group: EventLoopGroup, ownsGroup: Bool, nodeHello: Hello, stallTimeoutSeconds: Double) {
+        self.channel = channel
+        self.group = group
+        self.ownsGroup = ownsGroup
+        self.nodeHello = nodeHello
+        self.stallTimeoutSeconds = stallTimeoutSeconds
+        state = Mutex(DriverState())
+        sequenceBase = UInt64.random(in: 1 ... UInt64(UInt32.max)) << 32
+        watchdog = Mutex(nil)
+        let task = channel.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .milliseconds(500)) { [weak self] _ in
+            self?.checkStalls()
+        }
+        watchdog.withLock { $0 = task }
+    }
+
+    /// Starts `request`; `onEvent` is called on the connection's event loop for each token and
+    /// once at the end. Returns the sequence id (for `cancel`).
+    @discardableResult
+    public func submit(_ request: PipelineRequest, onEvent: @escaping @Sendable (PipelineEvent) -> Void) throws(PipelineError) -> UInt64 {
+        guard !request.prompt.isEmpty else { throw .invalidRequest("empty prompt") }
+        guard request.maxNewTokens >= 0, request.maxNewTokens <= Int(UInt32.max) else { throw .invalidRequest("max tokens out of range") }
+        guard request.stopTokens.count <= SequenceOpen.maxStopTokens else { throw .invalidRequest("more than \(SequenceOpen.maxStopTokens) stop tokens") }
+        let id = sequenceBase | (counter.add(1, ordering: .relaxed).newValue & 0xFFFF_FFFF)
+        let open = SequenceOpen(promptLength: UInt32(request.prompt.count), maxNewTokens: UInt32(request.maxNewTokens),
+                                wantsLogprobs: request.logprobs, sampling: request.sampling, stopTokens: request.stopTokens,
+                                history: Array(request.history.suffix(SequenceOpen.maxHistoryTokens)))
+        var frames = [StarStreamFrame(sequenceID: id, payload: .open(open))]
+        var position = 0
+        // Prompt chunks small enough for any node's frame cap.
+        while position < request.prompt.count {
+            let end = min(request.prompt.count, position + 2048)
+            frames.append(StarStreamFrame(sequenceID: id, position: UInt32(position),
+                                          payload: .prompt(PromptChunk(firstPosition: UInt32(position), tokens: Array(request.prompt[position ..< end])))))
+            position = end
+        }
+        var buffer = channel.allocator.buffer(capacity: 64 + 4 * request.prompt.count + 4 * open.history.count)
+        for frame in frames {
+            do { try StarStreamCodec.encode(frame, into: &buffer) } catch { throw .invalidRequest("\(error)") }
+        }
+        let closed = state.withLock { s -> Bool in
+            if s.closed { return true }
+            s.handlers[id] = Handler(onEvent: onEvent, lastHeard: Self.now())
+            return false
+        }
+        if closed { throw .connectionLost }
+        for frame in frames { channel.write(frame, promise: nil) }
+        channel.flush()
+        return id
+    }
+
+    /// The same as a stream of events; cancelling the consuming task cancels the request.
+    public func events(_ request: PipelineRequest) -> AsyncStream<PipelineEvent> {
+        AsyncStream { continuation in
+            do {
+                let id = try submit(request) { event in
+                    continuation.yield(event)
+                    switch event {
+                    case .done, .failed: continuation.finish()
+                    case .token: break
+                    }
+                }
+                continuation.onTermination = { [weak self] reason in
+                    if case .cancelled = reason { self?.cancel(id) }
+                }
+            } catch let error as PipelineError {
+                continuation.yield(.failed(error))
+                continuation.finish()
+            } catch {
+                continuation.yield(.failed(.invalidRequest("\(error)")))
+                continuation.finish()
+            }
+        }
+    }
+
+    /// Stops a running request; node 0 frees it along the ring and answers DONE(cancelled).
+    public func cancel(_ sequenceID: UInt64) {
+        channel.writeAndFlush(StarStreamFrame(sequenceID: sequenceID, payload: .cancel), promise: nil)
+    }
+
+    /// Sends a probe around the whole ring (driver → node 0 → … → last → node 0 → driver) and
+    /// returns the round trip in seconds: the latency of the StarStream hops without compute.
+    public func probeRoundTrip(timeoutSeconds: Double = 5) async throws -> Double {
+        let nonce = UInt64.random(in: 1 ... UInt64.max)
+        let start = Self.now()
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+            let closed = state.withLock { s -> Bool in
+                if s.closed { return true }
+                s.probes[nonce] = continuation
+                return false
+            }
+            if closed { return continuation.resume(throwing: PipelineError.connectionLost) }
+            channel.writeAndFlush(StarStreamFrame(payload: .probe(nonce)), promise: nil)
+            channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeoutSeconds * 1e9))) { [self] in
+                let waiter = state.withLock { $0.probes.removeValue(forKey: nonce) }
+                waiter?.resume(throwing: PipelineError.timedOut(seconds: timeoutSeconds))
+            }
+        }
+        return Double(Self.now() - start) * 1e-9
+    }
+
+    /// Waits until a probe makes it around the ring (the pipeline is complete), up to `seconds`.
+    public func waitUntilReady(seconds: Double) async throws {
+        let deadline = Self.now() + UInt64(seconds * 1e9)
+        while true {
+            do {
+                _ = try await probeRoundTrip(timeoutSeconds: 1)
+                return
+            } catch {
+                if Self.now() > deadline { throw error }
+                try await Task.sleep(nanoseconds: 100_000_000)
+            }
+        }
+    }
+
+    public func close() async {
+        watchdog.withLock { $0?.cancel() }
+        try? await channel.close()
+        connectionClosed()
+        if ownsGroup { try? await group.shutdownGracefully() }
+    }
+
+    // MARK: Inbound
+
+    fileprivate func received(_ frame: StarStreamFrame) {
+        let id = frame.sequenceID
+        switch frame.payload {
+        case let .token(token):
+            let handler = state.withLock { s -> Handler? in
+                s.handlers[id]?.lastHeard = Self.now()
+                return s.handlers[id]
+            }
+            handler?.onEvent(.token(token.tokenID, logprob: token.logprob))
+        case let .done(cause, generated):
+            let handler = state.withLock { $0.handlers.removeValue(forKey: id) }
+            handler?.onEvent(.done(cause, generated: Int(generated)))
+        case let .error(code, message):
+            if id == 0 {
+                failAll(.remote(code: code, message: message))
+            } else {
+                let handler = state.withLock { $0.handlers.removeValue(forKey: id) }
+                handler?.onEvent(.failed(.remote(code: code, message: message)))
+            }
+        case let .probe(nonce):
+            let waiter = state.withLock { $0.probes.removeValue(forKey: nonce) }
+            waiter?.resume()
+        default:
+            break
+        }
+    }
+
+    fileprivate func connectionClosed() {
+        failAll(.connectionLost)
+    }
+
+    private func failAll(_ error: PipelineError) {
+        let (handlers, probes) = state.withLock { s -> ([Handler], [CheckedContinuation<Void, Error>]) in
+            s.closed = true
+            defer { s.handlers.removeAll(); s.probes.removeAll() }
+            return (Array(s.handlers.values), Array(s.probes.values))
+        }
+        for h in handlers { h.onEvent(.failed(error)) }
+        for p in probes { p.resume(throwing: error) }
+    }
+
+    private func checkStalls() {
+        let now = Self.now()
+        let limit = UInt64(stallTimeoutSeconds * 1e9)
+        let stalled = state.withLock { s -> [Handler] in
+            let ids = s.handlers.filter { now > $0.value.lastHeard && now - $0.value.lastHeard > limit }.map(\.key)
+            return ids.compactMap { s.handlers.removeValue(forKey: $0) }
+        }
+        for h in stalled { h.onEvent(.failed(.timedOut(seconds: stallTimeoutSeconds))) }
+    }
+
+    static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}
+
+/// Connects the channel handler (created before the driver exists) to the driver.
+private final class DriverBox: Sendable {
+    let driver = Mutex<PipelineDriver?>(nil)
+    let helloWaiter = Mutex<CheckedContinuation<Hello, Error>?>(nil)
+
+    func resolveHello(_ result: Result<Hello, Error>) {
+        let waiter = helloWaiter.withLock { w in
+            defer { w = nil }
+            return w
+        }
+        waiter?.resume(with: result)
+    }
+}
+
+private final class DriverHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = StarStreamFrame
+    let box: DriverBox
+
+    init(box: DriverBox) {
+        self.box = box
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        if let driver = box.driver.withLock({ $0 }) {
+            driver.received(frame)
+            return
+        }
+        switch frame.payload {
+        case let .hello(hello): box.resolveHello(.success(hello))
+        case let .error(code, message): box.resolveHello(.failure(PipelineError.refused("error \(code): \(message)")))
+        default: box.resolveHello(.failure(PipelineError.refused("expected HELLO, got \(frame.payload.frameType)")))
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        box.resolveHello(.failure(PipelineError.connectionLost))
+        box.driver.withLock { $0 }?.connectionClosed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
