@@ -30,6 +30,7 @@ public final class PipelineNode: @unchecked Sendable {
 
     // Ring health (node 0).
     private let ring = RingHealth()
+    private let stopped = Atomic<Bool>(false)
     private let probePrefix = UInt64.random(in: 1 ... UInt64(UInt32.max)) << 32
     private let probeCounter = Atomic<UInt64>(0)
     private let lastProbeReturn = Atomic<UInt64>(0)
@@ -118,8 +119,9 @@ public final class PipelineNode: @unchecked Sendable {
         return serverChannel?.localAddress?.port ?? configuration.listen.port
     }
 
-    /// Closes every connection and stops the threads.
+    /// Closes every connection and stops the threads. Calling it again does nothing.
     public func stop() {
+        guard !stopped.exchange(true, ordering: .relaxed) else { return }
         probeTask?.cancel()
         link.stop()
         try? serverChannel?.close().wait()

@@ -203,6 +203,7 @@ final class StageScheduler: @unchecked Sendable {
         case let .originClosed(channel):
             for id in order where sequences[id]?.origin === channel { release(id, cancelDownstream: true) }
         case let .dropAll(code, reason):
+            if !order.isEmpty { log("dropping \(order.count) sequences: \(reason)") }
             for id in order {
                 if let s = sequences[id], let origin = s.origin {
                     send(StarStreamFrame(sequenceID: id, payload: .error(code: code, message: reason)), to: origin)

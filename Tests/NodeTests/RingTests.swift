@@ -1,0 +1,217 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import NIOCore
+import Node
+import StarStream
+import Testing
+
+@Suite(.serialized) struct RingTests {
+    /// F32 on the wire is exact, so the ring must reproduce one process token for token. F16
+    /// and Q8 round the hidden states; on a random tiny model that can flip a near-tie, so
+    /// here they must only complete (tests/PipelineProcessTests compare them on real models).
+    @Test(arguments: [WireDType.f32, .f16, .q8])
+    func threeNodesGiveTheSameGreedyTokensAsOneProcess(_ wire: WireDType) async throws {
+        let ring = try TestRing(split: [0 ..< 2, 2 ..< 4, 4 ..< 6], wire: wire)
+        defer { ring.stop() }
+        let driver = try await ring.driver()
+        for prompt: [Int32] in [[1, 5, 9], [3], [7, 7, 7, 7, 12, 40, 2, 9, 11, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40]] {
+            let expected = try ring.localGreedy(prompt: prompt, count: 12)
+            let (tokens, end) = await collect(driver, PipelineRequest(prompt: prompt, maxNewTokens: 12, sampling: greedyWire, stopTokens: []))
+            if wire == .f32 { #expect(tokens == expected, "prompt \(prompt)") } else { #expect(tokens.count == 12) }
+            guard case let .done(cause, generated) = end else { Issue.record("ended with \(String(describing: end))"); continue }
+            #expect(cause == .length && generated == 12)
+        }
+        await driver.close()
+    }
+
+    @Test func concurrentSequencesAreBatchedWithoutMixingUp() async throws {
+        let ring = try TestRing(split: [0 ..< 3, 3 ..< 6])
+        defer { ring.stop() }
+        let driver = try await ring.driver()
+        var prompts: [[Int32]] = []
+        for i in 0 ..< 6 {
+            var p: [Int32] = []
+            for j in 0 ... i { p.append(Int32((j * 13 + i * 7) % 60 + 1)) }
+            prompts.append(p)
+        }
+        let expected = try prompts.map { try ring.localGreedy(prompt: $0, count: 10) }
+        let results = await withTaskGroup(of: (Int, [Int32]).self) { group in
+            for (i, p) in prompts.enumerated() {
+                group.addTask {
+                    (i, await collect(driver, PipelineRequest(prompt: p, maxNewTokens: 10, sampling: greedyWire, stopTokens: [])).tokens)
+                }
+            }
+            var out = [[Int32]](repeating: [], count: prompts.count)
+            for await (i, tokens) in group { out[i] = tokens }
+            return out
+        }
+        #expect(results == expected)
+        // The caches went back: every node ends with no sequences.
+        try await Task.sleep(nanoseconds: 200_000_000)
+        for node in ring.nodes { #expect(node.counters.activeSequences.load(ordering: .relaxed) == 0) }
+        var rowsAlone = 0
+        for p in prompts { rowsAlone += p.count + 9 }
+        #expect(ring.nodes[1].counters.rows.load(ordering: .relaxed) == rowsAlone)
+        await driver.close()
+    }
+
+    @Test func stopTokenEndsTheSequenceAndSecondNodeWaitsForSlots() async throws {
+        let ring = try TestRing(split: [0 ..< 3, 3 ..< 6], maxSequences: 1)
+        defer { ring.stop() }
+        let driver = try await ring.driver()
+        let expected = try ring.localGreedy(prompt: [4, 8], count: 8)
+        let stop = expected[3]
+        let cut = expected.firstIndex(of: stop)!
+        // Two requests, one slot: the second waits for the first instead of failing.
+        async let a = collect(driver, PipelineRequest(prompt: [4, 8], maxNewTokens: 8, sampling: greedyWire, stopTokens: [stop]))
+        async let b = collect(driver, PipelineRequest(prompt: [4, 8], maxNewTokens: 8, sampling: greedyWire, stopTokens: []))
+        let (ra, rb) = await (a, b)
+        #expect(ra.tokens == Array(expected[...cut]))
+        if case let .done(cause, _) = ra.end { #expect(cause == .stop) } else { Issue.record("a: \(String(describing: ra.end))") }
+        #expect(rb.tokens == expected)
+        await driver.close()
+    }
+
+    @Test func cancelFreesTheSequenceOnEveryNode() async throws {
+        let ring = try TestRing(split: [0 ..< 2, 2 ..< 4, 4 ..< 6])
+        defer { ring.stop() }
+        let driver = try await ring.driver()
+        let seen = Counter()
+        let finished = Counter()
+        let id = try driver.submit(PipelineRequest(prompt: [1, 2, 3], maxNewTokens: 60, sampling: greedyWire, stopTokens: [])) { event in
+            switch event {
+            case .token: seen.increment()
+            case let .done(cause, _): if cause == .cancelled { finished.increment() }
+            case .failed: break
+            }
+        }
+        while seen.value < 3 { try await Task.sleep(nanoseconds: 1_000_000) }
+        driver.cancel(id)
+        for _ in 0 ..< 100 where finished.value == 0 { try await Task.sleep(nanoseconds: 10_000_000) }
+        #expect(finished.value == 1)
+        try await Task.sleep(nanoseconds: 200_000_000)
+        for node in ring.nodes { #expect(node.counters.activeSequences.load(ordering: .relaxed) == 0) }
+        #expect(seen.value < 60)
+        await driver.close()
+    }
+
+    @Test func badRequestsGetTypedErrors() async throws {
+        let ring = try TestRing(split: [0 ..< 3, 3 ..< 6])
+        defer { ring.stop() }
+        let driver = try await ring.driver()
+        // Token outside the vocabulary, a prompt longer than the context, NaN temperature.
+        var r = await collect(driver, PipelineRequest(prompt: [1, 999], maxNewTokens: 4, sampling: greedyWire, stopTokens: []))
+        guard case let .failed(.remote(code, _)) = r.end else { Issue.record("\(String(describing: r.end))"); return }
+        #expect(code == StarStreamErrorCode.tokenOutOfRange)
+        r = await collect(driver, PipelineRequest(prompt: [Int32](repeating: 1, count: 65), maxNewTokens: 4, sampling: greedyWire, stopTokens: []))
+        if case let .failed(.remote(code, _)) = r.end { #expect(code == StarStreamErrorCode.badRequest) } else { Issue.record("long prompt") }
+        var nan = greedyWire
+        nan.temperature = .nan
+        r = await collect(driver, PipelineRequest(prompt: [1], maxNewTokens: 4, sampling: nan, stopTokens: []))
+        if case let .failed(.remote(code, _)) = r.end { #expect(code == StarStreamErrorCode.badRequest) } else { Issue.record("nan") }
+        // The ring still serves.
+        r = await collect(driver, PipelineRequest(prompt: [1, 2], maxNewTokens: 3, sampling: greedyWire, stopTokens: []))
+        #expect(r.tokens.count == 3)
+        await driver.close()
+    }
+
+    @Test func wrongClusterTokenIsRefused() async throws {
+        let ring = try TestRing(split: [0 ..< 6])
+        defer { ring.stop() }
+        await #expect(throws: PipelineError.self) {
+            _ = try await PipelineDriver.connect(host: "127.0.0.1", port: ring.ports[0], clusterToken: "wrong", modelDigest: ring.digest)
+        }
+        await #expect(throws: PipelineError.self) {
+            _ = try await PipelineDriver.connect(host: "127.0.0.1", port: ring.ports[0], clusterToken: ring.token,
+                                                 modelDigest: [UInt8](repeating: 7, count: 32))
+        }
+    }
+
+    @Test func garbageHTTPAndHalfFramesLeaveTheNodeServing() async throws {
+        let ring = try TestRing(split: [0 ..< 3, 3 ..< 6])
+        defer { ring.stop() }
+        let driver = try await ring.driver()
+        let baseline = await collect(driver, PipelineRequest(prompt: [5, 6], maxNewTokens: 6, sampling: greedyWire, stopTokens: []))
+        for port in ring.ports {
+            // Garbage and an HTTP request get an ERROR frame and a close.
+            for junk in [Array("GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n".utf8), (0 ..< 300).map { UInt8(truncatingIfNeeded: $0 &* 37) }] {
+                let reply = try RawPeer.exchange(port: port, send: junk)
+                #expect(reply.count >= 32 && Array(reply.prefix(4)) == Array("PGSS".utf8), "port \(port): \(reply.count) bytes")
+            }
+            // Half a frame, then the peer goes away; and a peer that never says anything.
+            var hello = ByteBuffer()
+            try StarStreamCodec.encode(StarStreamFrame(payload: .hello(Hello(role: .driver, clusterToken: ring.token, modelDigest: ring.digest))), into: &hello)
+            _ = try RawPeer.exchange(port: port, send: Array(hello.readableBytesView.prefix(20)), wait: 0.05)
+            // A node peer must present the right layers.
+            var wrong = ByteBuffer()
+            try StarStreamCodec.encode(StarStreamFrame(payload: .hello(Hello(role: .node, clusterToken: ring.token, modelDigest: ring.digest,
+                                                                               firstLayer: 1, endLayer: 2))), into: &wrong)
+            let refused = try RawPeer.exchange(port: port, send: Array(wrong.readableBytesView))
+            #expect(refused.count >= 32)
+        }
+        let after = await collect(driver, PipelineRequest(prompt: [5, 6], maxNewTokens: 6, sampling: greedyWire, stopTokens: []))
+        #expect(after.tokens == baseline.tokens && after.tokens.count == 6)
+        await driver.close()
+    }
+
+    @Test func killingANodeFailsTheRequestWithinFiveSeconds() async throws {
+        let ring = try TestRing(split: [0 ..< 2, 2 ..< 4, 4 ..< 6], probeTimeout: 1.0, contextLength: 8192)
+        defer { ring.stop() }
+        let driver = try await ring.driver()
+        let seen = Counter()
+        let failedAt = Counter()
+        let start = Date()
+        _ = try driver.submit(PipelineRequest(prompt: [1, 2, 3], maxNewTokens: 8000, sampling: greedyWire, stopTokens: [])) { event in
+            switch event {
+            case .token: seen.increment()
+            case .failed: failedAt.set(Int(Date().timeIntervalSince(start) * 1000))
+            case .done: break
+            }
+        }
+        while seen.value < 3 { try await Task.sleep(nanoseconds: 1_000_000) }
+        let killed = Date()
+        ring.nodes[1].stop()
+        for _ in 0 ..< 600 where failedAt.value == 0 { try await Task.sleep(nanoseconds: 10_000_000) }
+        #expect(failedAt.value > 0, "no error reached the driver")
+        #expect(seen.value < 8000, "the kill did not land mid-generation")
+        #expect(Date().timeIntervalSince(killed) < 5)
+        await driver.close()
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    var value: Int { lock.withLock { count } }
+    func increment() { lock.withLock { count += 1 } }
+    func set(_ v: Int) { lock.withLock { count = v } }
+}
+
+/// A plain TCP client that sends bytes and reads whatever comes back until the peer closes.
+enum RawPeer {
+    static func exchange(port: Int, send bytes: [UInt8], wait: Double = 2) throws -> [UInt8] {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let connected = withUnsafePointer(to: &address) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard connected else { throw POSIXError(.ECONNREFUSED) }
+        var timeout = timeval(tv_sec: Int(wait), tv_usec: Int((wait - Double(Int(wait))) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var reply: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n <= 0 { break }
+            reply += chunk[0 ..< n]
+        }
+        return reply
+    }
+}
