@@ -57,9 +57,11 @@ public final class PipelineNode: @unchecked Sendable {
         self.configuration = configuration
         self.log = log
         let width = model.config.embeddingLength
-        // Room for a batch of F32 rows, and for a prompt of a whole context of token ids.
+        // Room for a batch of F32 rows, and for OPEN/PROMPT frames of a whole context of token ids
+        // (drivers send prompts in chunks of at most 2048 tokens and at most 4096 history tokens).
+        let tokenFrames = 64 + 8 * max(configuration.contextLength, PipelineDriver.maxTokensPerFrame)
         limits = StarStreamLimits(maxPayloadBytes: max(StarStreamLimits(maxBatchTokens: configuration.maxBatchTokens, width: width).maxPayloadBytes,
-                                                       8 + 4 * configuration.contextLength, 64 + 8 * configuration.contextLength))
+                                                       tokenFrames))
         hello = Hello(role: .node, clusterToken: configuration.clusterToken, modelDigest: modelDigest,
                       firstLayer: UInt32(configuration.layers.lowerBound), endLayer: UInt32(configuration.layers.upperBound))
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -159,10 +161,11 @@ public final class PipelineNode: @unchecked Sendable {
             link.send(StarStreamFrame(payload: .probe(nonce)))
             return
         }
-        if nonce & 0xFFFF_FFFF_0000_0000 == probePrefix {
-            lastProbeReturn.store(now(), ordering: .relaxed)
-            if !ring.healthy.exchange(true, ordering: .relaxed) { log("pipeline ring is complete") }
-        } else if let driver = driverProbes.withLock({ $0.removeValue(forKey: nonce) }) {
+        // Any probe that made it around (ours or a driver's) proves the ring is complete, so a
+        // driver that saw its probe return never meets a node 0 that still thinks otherwise.
+        lastProbeReturn.store(now(), ordering: .relaxed)
+        if !ring.healthy.exchange(true, ordering: .relaxed) { log("pipeline ring is complete") }
+        if nonce & 0xFFFF_FFFF_0000_0000 != probePrefix, let driver = driverProbes.withLock({ $0.removeValue(forKey: nonce) }) {
             driver.writeAndFlush(StarStreamFrame(payload: .probe(nonce)), promise: nil)
         }
     }

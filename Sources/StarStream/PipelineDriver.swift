@@ -71,6 +71,9 @@ public final class PipelineDriver: Sendable {
     private let sequenceBase: UInt64
     private let counter = Atomic<UInt64>(0)
     private let watchdog: Mutex<RepeatedTask?>
+    /// Most token ids one PROMPT frame (prompt chunk) or OPEN (penalty history) carries, so
+    /// every node's frame cap admits them.
+    public static let maxTokensPerFrame = 4096
     /// A request that hears nothing for this long fails with `timedOut`.
     public let stallTimeoutSeconds: Double
     /// The HELLO node 0 answered with.
@@ -160,12 +163,12 @@ public final class PipelineDriver: Sendable {
         let id = sequenceBase | (counter.add(1, ordering: .relaxed).newValue & 0xFFFF_FFFF)
         let open = SequenceOpen(promptLength: UInt32(request.prompt.count), maxNewTokens: UInt32(request.maxNewTokens),
                                 wantsLogprobs: request.logprobs, sampling: request.sampling, stopTokens: request.stopTokens,
-                                history: Array(request.history.suffix(SequenceOpen.maxHistoryTokens)))
+                                history: Array(request.history.suffix(Self.maxTokensPerFrame)))
         var frames = [StarStreamFrame(sequenceID: id, payload: .open(open))]
         var position = 0
         // Prompt chunks small enough for any node's frame cap.
         while position < request.prompt.count {
-            let end = min(request.prompt.count, position + 2048)
+            let end = min(request.prompt.count, position + Self.maxTokensPerFrame / 2)
             frames.append(StarStreamFrame(sequenceID: id, position: UInt32(position),
                                           payload: .prompt(PromptChunk(firstPosition: UInt32(position), tokens: Array(request.prompt[position ..< end])))))
             position = end

@@ -107,6 +107,10 @@ import Testing
         #expect(code == StarStreamErrorCode.tokenOutOfRange)
         r = await collect(driver, PipelineRequest(prompt: [Int32](repeating: 1, count: 65), maxNewTokens: 4, sampling: greedyWire, stopTokens: []))
         if case let .failed(.remote(code, _)) = r.end { #expect(code == StarStreamErrorCode.badRequest) } else { Issue.record("long prompt") }
+        // A prompt far beyond the context (several PROMPT frames) is refused the same way, and
+        // the connection stays usable.
+        r = await collect(driver, PipelineRequest(prompt: [Int32](repeating: 1, count: 5000), maxNewTokens: 4, sampling: greedyWire, stopTokens: []))
+        if case let .failed(.remote(code, _)) = r.end { #expect(code == StarStreamErrorCode.badRequest) } else { Issue.record("huge prompt: \(String(describing: r.end))") }
         var nan = greedyWire
         nan.temperature = .nan
         r = await collect(driver, PipelineRequest(prompt: [1], maxNewTokens: 4, sampling: nan, stopTokens: []))
