@@ -32,7 +32,7 @@ final class TestRing: @unchecked Sendable {
         let bytes = try TinyModel.writer(spec).serialize()
         path = NSTemporaryDirectory() + "pangalactic-ring-\(UInt64.random(in: 1 ... .max)).gguf"
         FileManager.default.createFile(atPath: path, contents: Data(bytes))
-        ports = try split.map { _ in try TestRing.freePort() }
+        ports = try split.map { _ in try LoopbackPort.free() }
         var started: [PipelineNode] = []
         for (i, layers) in split.enumerated() {
             var c = NodeConfiguration(modelPath: path, layers: layers,
@@ -64,20 +64,6 @@ final class TestRing: @unchecked Sendable {
                                                  modelDigest: digest, stallTimeoutSeconds: 10)
         try await d.waitUntilReady(seconds: 10)
         return d
-    }
-
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard ok else { throw POSIXError(.EADDRINUSE) }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// Greedy tokens from one in-process model, the reference the ring must reproduce.

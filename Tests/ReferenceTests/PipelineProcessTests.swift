@@ -7,6 +7,7 @@ import GGUF
 import Models
 import Sampling
 import StarStream
+import TestSupport
 import Testing
 
 /// Three `pangalactic node` processes on loopback against one in-process engine, on the real
@@ -34,7 +35,7 @@ struct PipelineProcessTests {
         let token = "process-test"
 
         init(model: String, layers: Int, nodes: Int, wire: String, context: Int = 512) throws {
-            ports = try (0 ..< nodes).map { _ in try Self.freePort() }
+            ports = try (0 ..< nodes).map { _ in try LoopbackPort.free() }
             ranges = (0 ..< nodes).map { (layers * $0 / nodes) ..< (layers * ($0 + 1) / nodes) }
             var list: [Process] = []
             for i in 0 ..< nodes {
@@ -74,20 +75,6 @@ struct PipelineProcessTests {
                     try await Task.sleep(nanoseconds: 200_000_000)
                 }
             }
-        }
-
-        static func freePort() throws -> Int {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let ok = withUnsafeMutablePointer(to: &address) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-            }
-            guard ok else { throw POSIXError(.EADDRINUSE) }
-            return Int(UInt16(bigEndian: address.sin_port))
         }
     }
 
