@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import GGUF
+import Node
 import Sampling
 import StarStream
 import Tokenizer
@@ -82,10 +83,8 @@ struct Generate: ParsableCommand {
 extension Generate {
     /// Sends the request through a ring of `pangalactic node` processes with `PipelineDriver`.
     func runOnPipeline(_ address: String) throws {
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
-            throw ValidationError("--pipeline takes HOST:PORT")
-        }
-        let host = String(address[..<colon])
+        guard let node0 = NodeAddress(address) else { throw ValidationError("--pipeline takes HOST:PORT") }
+        let (host, port) = (node0.host, node0.port)
         let file = try GGUFFile(path: modelOptions.modelPath)
         let front = try TextFrontEnd(file: file)
         let digest = try file.modelDigest()
@@ -127,14 +126,6 @@ extension Generate {
                     "generated \(count) tokens at \(fmt(decode)) tok/s; finish: \(finish)")
             }
         }
-    }
-}
-
-extension WireSampling {
-    init(_ s: SamplingParameters) {
-        self.init(temperature: s.temperature, topK: UInt32(clamping: s.topK), topP: s.topP, minP: s.minP,
-                  repetitionPenalty: s.repetitionPenalty, frequencyPenalty: s.frequencyPenalty,
-                  presencePenalty: s.presencePenalty, penaltyLastN: UInt32(clamping: s.penaltyLastN), seed: s.seed)
     }
 }
 

@@ -5,6 +5,7 @@ import Engine
 import Foundation
 import GGUF
 import Models
+import Node
 import StarStream
 import Synchronization
 
@@ -31,7 +32,7 @@ final class LocalCluster: @unchecked Sendable {
         guard nodes >= 1, nodes <= layerCount else {
             throw EngineError.invalidArgument("--nodes must be within 1...\(layerCount) (the model's layers)")
         }
-        ports = try (0 ..< nodes).map { _ in try LocalCluster.freePort() }
+        ports = try (0 ..< nodes).map { _ in try NodeAddress.freeLoopbackPort() }
         layerRanges = (0 ..< nodes).map { i in (layerCount * i / nodes) ..< (layerCount * (i + 1) / nodes) }
         clusterToken = "bench-\(UInt64.random(in: 1 ... .max))"
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
@@ -60,32 +61,8 @@ final class LocalCluster: @unchecked Sendable {
         for p in processes { p.waitUntilExit() }
     }
 
-    /// Resident bytes of node `i` (from /proc), if it is running.
-    func residentBytes(_ i: Int) -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/\(processes[i].processIdentifier)/statm", encoding: .utf8) else { return nil }
-        let fields = text.split(separator: " ")
-        guard fields.count >= 2, let pages = Int(fields[1]) else { return nil }
-        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
-    }
-
-    /// A port the kernel just handed out (bound to port 0, then released).
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw EngineError.invalidArgument("socket() failed") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                bind(fd, sa, length) == 0 && getsockname(fd, sa, &length) == 0
-            }
-        }
-        guard bound else { throw EngineError.invalidArgument("cannot find a free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
+    /// Resident bytes of node `i`, if it is running.
+    func residentBytes(_ i: Int) -> Int? { residentMemoryBytes(processID: processes[i].processIdentifier) }
 
     /// Connects a driver to node 0, retrying while the nodes load, and waits for the ring.
     func connectDriver(digest: [UInt8], seconds: Double) async throws -> PipelineDriver {
@@ -110,8 +87,7 @@ final class LocalCluster: @unchecked Sendable {
 /// tok/s per stream (mean) and in total, timing from each stream's first token (which comes
 /// out of the prompt) to its last, like tgN.
 func measureStreams(driver: PipelineDriver, concurrency: Int, tokens: Int, vocabulary: Int, round: Int) async throws -> (Double, Double) {
-    let greedy = WireSampling(temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, frequencyPenalty: 0,
-                              presencePenalty: 0, penaltyLastN: 0, seed: 0)
+    let greedy = WireSampling.greedy
     return try await withThrowingTaskGroup(of: (Double, Double, Int).self) { group in
         for s in 0 ..< concurrency {
             let prompt = [Int32((s * 7919 + round * 104_729 + 17) % vocabulary)]

@@ -114,7 +114,11 @@ extension TransformerModel {
     /// next use. Inputs larger than `state.maxTokens` must be split by the caller.
     public func forward(_ input: ForwardInput, start: Int, cache: KVCache, state s: ForwardState,
                         logits rows: LogitRows = .last) throws(ModelError) -> UnsafeMutableBufferPointer<Float> {
-        try run(input, slices: [SequenceSlice(cache: cache, start: start, count: input.count)], state: s, allLogits: rows == .all)
+        // One slice on the stack: decode calls this per token, and it must not allocate.
+        var slice = SequenceSlice(cache: cache, start: start, count: input.count)
+        return try withUnsafePointer(to: &slice) { p throws(ModelError) in
+            try run(input, slices: UnsafeBufferPointer(start: p, count: 1), state: s, allLogits: rows == .all)
+        }
     }
 
     /// Runs rows of several sequences as one batch: the mat-muls read each weight once for all
@@ -124,10 +128,10 @@ extension TransformerModel {
     /// each slice with `wantsLogits`, in slice order [k × vocab].
     public func forward(batch input: ForwardInput, slices: [SequenceSlice],
                         state s: ForwardState) throws(ModelError) -> UnsafeMutableBufferPointer<Float> {
-        try run(input, slices: slices, state: s, allLogits: false)
+        try slices.withUnsafeBufferPointer { p throws(ModelError) in try run(input, slices: p, state: s, allLogits: false) }
     }
 
-    private func run(_ input: ForwardInput, slices: [SequenceSlice], state s: ForwardState,
+    private func run(_ input: ForwardInput, slices: UnsafeBufferPointer<SequenceSlice>, state s: ForwardState,
                      allLogits: Bool) throws(ModelError) -> UnsafeMutableBufferPointer<Float> {
         let n = input.count
         let c = config, e = c.embeddingLength

@@ -18,14 +18,12 @@ final class NextStageLink: @unchecked Sendable {
     private let limits: StarStreamLimits
     private let log: @Sendable (String) -> Void
     private let onDown: @Sendable () -> Void
-    private let onFrame: @Sendable (StarStreamFrame) -> Void
     private let channel = Mutex<Channel?>(nil)
     private let stopped = Atomic<Bool>(false)
     private let lastComplaint = Mutex<String>("")
 
     init(group: EventLoopGroup, address: NodeAddress, hello: Hello, expectedFirstLayer: UInt32, limits: StarStreamLimits,
-         log: @escaping @Sendable (String) -> Void, onDown: @escaping @Sendable () -> Void,
-         onFrame: @escaping @Sendable (StarStreamFrame) -> Void) {
+         log: @escaping @Sendable (String) -> Void, onDown: @escaping @Sendable () -> Void) {
         self.group = group
         self.address = address
         self.hello = hello
@@ -33,7 +31,6 @@ final class NextStageLink: @unchecked Sendable {
         self.limits = limits
         self.log = log
         self.onDown = onDown
-        self.onFrame = onFrame
     }
 
     var isConnected: Bool { channel.withLock { $0 != nil } }
@@ -124,9 +121,8 @@ final class NextStageLink: @unchecked Sendable {
         complain("next stage \(address) refused: \(reason)")
     }
 
-    fileprivate func received(_ frame: StarStreamFrame) { onFrame(frame) }
-
-    /// Waits for the next node's HELLO, then passes frames up (PONG, ERROR).
+    /// Waits for the next node's HELLO. The next stage sends nothing else this node acts on
+    /// (its answers travel the ring forward), so later frames are ignored.
     private final class HandshakeHandler: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = StarStreamFrame
         let expected: Hello
@@ -160,7 +156,6 @@ final class NextStageLink: @unchecked Sendable {
                 }
                 return
             }
-            link.received(frame)
         }
 
         func errorCaught(context: ChannelHandlerContext, error: Error) {

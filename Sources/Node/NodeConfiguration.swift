@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import StarStream
 
 /// A `host:port` pair as given on the command line.
@@ -19,6 +22,23 @@ public struct NodeAddress: Sendable, Equatable, CustomStringConvertible {
         guard !host.isEmpty else { return nil }
         self.host = host
         self.port = port
+    }
+
+    /// A TCP port on 127.0.0.1 the kernel just handed out (bound to port 0, then released), for
+    /// local clusters started by `bench --nodes` and the tests.
+    public static func freeLoopbackPort() throws(NodeError) -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw .network("no free port on 127.0.0.1") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &address) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard ok else { throw .network("no free port on 127.0.0.1") }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }

@@ -78,8 +78,7 @@ public final class PipelineNode: @unchecked Sendable {
         let end = UInt32(configuration.layers.upperBound)
         link = NextStageLink(group: group, address: configuration.next, hello: hello,
                              expectedFirstLayer: end == layerCount ? 0 : end, limits: limits, log: log,
-                             onDown: { [unowned self] in self.nextStageLost() },
-                             onFrame: { _ in })
+                             onDown: { [unowned self] in self.nextStageLost() })
         box.link = link
     }
 
@@ -308,9 +307,11 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
     }
 }
 
-/// Resident memory of this process in bytes (Linux `/proc/self/statm`), or nil elsewhere.
-public func residentMemoryBytes() -> Int? {
-    guard let f = fopen("/proc/self/statm", "r") else { return nil }
+/// Resident memory in bytes of this process, or of process `processID` (Linux
+/// `/proc/PID/statm`); nil where that is not available.
+public func residentMemoryBytes(processID: Int32? = nil) -> Int? {
+    let path = processID.map { "/proc/\($0)/statm" } ?? "/proc/self/statm"
+    guard let f = fopen(path, "r") else { return nil }
     defer { fclose(f) }
     var buffer = [CChar](repeating: 0, count: 256)
     guard fgets(&buffer, Int32(buffer.count), f) != nil else { return nil }

@@ -105,6 +105,8 @@ final class StageScheduler: @unchecked Sendable {
     private let traceBatches = getenv("PANGALACTIC_TRACE") != nil
     private let tokenInput: UnsafeMutablePointer<Int32>
     private let hiddenInput: UnsafeMutablePointer<Float>
+    /// Raw logits of the row being sampled, kept for its logprob (the sampler edits them).
+    private let rawLogits: UnsafeMutablePointer<Float>
 
     init(model: TransformerModel, configuration: NodeConfiguration, sendNext: @escaping @Sendable (StarStreamFrame) -> Void,
          ringReady: @escaping @Sendable () -> Bool, log: @escaping @Sendable (String) -> Void) {
@@ -119,6 +121,7 @@ final class StageScheduler: @unchecked Sendable {
                              logitRows: min(batch, max(1, configuration.maxSequences)), pool: pool)
         tokenInput = .allocate(capacity: batch)
         hiddenInput = .allocate(capacity: batch * model.config.embeddingLength)
+        rawLogits = .allocate(capacity: model.isLast ? model.config.vocabularySize : 1)
         pthread_mutex_init(&mutex, nil)
         pthread_cond_init(&cond, nil)
     }
@@ -126,6 +129,7 @@ final class StageScheduler: @unchecked Sendable {
     deinit {
         tokenInput.deallocate()
         hiddenInput.deallocate()
+        rawLogits.deallocate()
         pthread_cond_destroy(&cond)
         pthread_mutex_destroy(&mutex)
     }
@@ -474,10 +478,10 @@ final class StageScheduler: @unchecked Sendable {
             let logits = UnsafeMutableBufferPointer(start: output.baseAddress! + row * vocab, count: vocab)
             row += 1
             guard let sampler = m.sequence.sampler else { continue }
-            let logprob = m.sequence.request.wantsLogprobs ? Self.logSoftmaxTable(logits) : nil
+            let logSum = m.sequence.request.wantsLogprobs ? keepRawLogits(logits) : nil
             let token = sampler.sample(logits: logits)
             sampler.accept(token)
-            let message = TokenMessage(tokenID: token, logprob: logprob.map { $0(token) })
+            let message = TokenMessage(tokenID: token, logprob: logSum.map { rawLogits[Int(token)] - $0 })
             let position = m.start + m.count
             sendNext(StarStreamFrame(sequenceID: m.sequence.id, position: UInt32(position), payload: .token(message)))
         }
@@ -489,22 +493,30 @@ final class StageScheduler: @unchecked Sendable {
         return ts.tv_sec * 1_000_000_000 + ts.tv_nsec
     }
 
-    /// The log-probability of any token under the raw logits (before the sampler filters them),
-    /// as OpenAI's `logprobs` reports it.
-    private static func logSoftmaxTable(_ logits: UnsafeMutableBufferPointer<Float>) -> (Int32) -> Float {
+    /// Copies the raw logits aside (the sampler edits them in place) and returns their
+    /// log-sum-exp, so a token's logprob under the model, as OpenAI's `logprobs` reports it, is
+    /// `rawLogits[token] - logSum`.
+    private func keepRawLogits(_ logits: UnsafeMutableBufferPointer<Float>) -> Float {
+        guard let base = logits.baseAddress else { return 0 }
+        rawLogits.update(from: base, count: logits.count)
         var maximum = -Float.infinity
         for v in logits where v > maximum { maximum = v }
         var sum: Float = 0
         for v in logits { sum += expf(v - maximum) }
-        let logSum = maximum + logf(sum)
-        let copy = Array(logits)
-        return { token in copy[Int(token)] - logSum }
+        return maximum + logf(sum)
     }
 }
 
 extension WireSampling {
+    /// The wire form of a sampler's parameters (StarStream does not know the Sampling module).
+    public init(_ s: SamplingParameters) {
+        self.init(temperature: s.temperature, topK: UInt32(clamping: s.topK), topP: s.topP, minP: s.minP,
+                  repetitionPenalty: s.repetitionPenalty, frequencyPenalty: s.frequencyPenalty,
+                  presencePenalty: s.presencePenalty, penaltyLastN: UInt32(clamping: s.penaltyLastN), seed: s.seed)
+    }
+
     /// The sampler's parameters (ranges are checked by `SamplingParameters.validate`).
-    var parameters: SamplingParameters {
+    public var parameters: SamplingParameters {
         SamplingParameters(temperature: temperature, topK: Int(topK), topP: topP, minP: minP,
                            repetitionPenalty: repetitionPenalty, frequencyPenalty: frequencyPenalty,
                            presencePenalty: presencePenalty, penaltyLastN: Int(penaltyLastN), seed: seed)

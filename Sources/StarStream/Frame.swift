@@ -172,6 +172,12 @@ public struct WireSampling: Sendable, Equatable {
     }
 }
 
+extension WireSampling {
+    /// Argmax decoding with every filter and penalty off (benchmarks, tests, reference runs).
+    public static let greedy = WireSampling(temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1,
+                                            frequencyPenalty: 0, presencePenalty: 0, penaltyLastN: 0, seed: 0)
+}
+
 /// OPEN: everything the nodes need to set a sequence up before its first token arrives. The
 /// driver sends it to node 0 and each node forwards it, so every node allocates the sequence's
 /// KV cache and the last node builds its sampler; the header's sequence id names the sequence.

@@ -121,6 +121,24 @@ import Testing
         await driver.close()
     }
 
+    @Test func logprobsAreTheModelsLogSoftmax() async throws {
+        let ring = try TestRing(split: [0 ..< 3, 3 ..< 6])
+        defer { ring.stop() }
+        let driver = try await ring.driver()
+        let prompt: [Int32] = [2, 9, 4]
+        let expected = try ring.localLogprob(prompt: prompt)
+        var request = PipelineRequest(prompt: prompt, maxNewTokens: 1, sampling: greedyWire, stopTokens: [])
+        request.logprobs = true
+        var got: (Int32, Float?)?
+        for await event in driver.events(request) {
+            if case let .token(t, logprob) = event { got = (t, logprob) }
+        }
+        #expect(got?.0 == expected.token)
+        let logprob = try #require(got?.1)
+        #expect(abs(logprob - expected.logprob) < 1e-4, "\(logprob) vs \(expected.logprob)")
+        await driver.close()
+    }
+
     @Test func wrongClusterTokenIsRefused() async throws {
         let ring = try TestRing(split: [0 ..< 6])
         defer { ring.stop() }

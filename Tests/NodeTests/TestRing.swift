@@ -32,7 +32,7 @@ final class TestRing: @unchecked Sendable {
         let bytes = try TinyModel.writer(spec).serialize()
         path = NSTemporaryDirectory() + "pangalactic-ring-\(UInt64.random(in: 1 ... .max)).gguf"
         FileManager.default.createFile(atPath: path, contents: Data(bytes))
-        ports = try split.map { _ in try LoopbackPort.free() }
+        ports = try split.map { _ in try NodeAddress.freeLoopbackPort() }
         var started: [PipelineNode] = []
         for (i, layers) in split.enumerated() {
             var c = NodeConfiguration(modelPath: path, layers: layers,
@@ -46,7 +46,7 @@ final class TestRing: @unchecked Sendable {
             c.maxBatchTokens = 16
             c.probeIntervalSeconds = 0.1
             c.probeTimeoutSeconds = probeTimeout
-            let node = try PipelineNode(configuration: c, log: { FileHandle.standardError.write(Data("node \(layers): \($0)\n".utf8)) })
+            let node = try PipelineNode(configuration: c)
             try node.start()
             started.append(node)
         }
@@ -64,6 +64,19 @@ final class TestRing: @unchecked Sendable {
                                                  modelDigest: digest, stallTimeoutSeconds: 10)
         try await d.waitUntilReady(seconds: 10)
         return d
+    }
+
+    /// The greedy first token after `prompt` and its log-probability, from one in-process model.
+    func localLogprob(prompt: [Int32]) throws -> (token: Int32, logprob: Float) {
+        let model = try TransformerModel(file: GGUFFile(path: path))
+        let state = ForwardState(config: model.config, maxTokens: 64, contextCapacity: 64, logitRows: 1, pool: ComputePool(threadCount: 1))
+        let logits = try prompt.withUnsafeBufferPointer {
+            Array(try model.forward(.tokens($0), start: 0, cache: model.makeCache(capacity: 64), state: state))
+        }
+        let top = logits.max() ?? 0
+        let logSum = top + log(logits.reduce(0) { $0 + exp($1 - top) })
+        let token = logits.withUnsafeBufferPointer { Sampler.argmax($0) }
+        return (token, logits[Int(token)] - logSum)
     }
 
     /// Greedy tokens from one in-process model, the reference the ring must reproduce.
@@ -85,8 +98,7 @@ final class TestRing: @unchecked Sendable {
     }
 }
 
-let greedyWire = WireSampling(temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, frequencyPenalty: 0,
-                              presencePenalty: 0, penaltyLastN: 0, seed: 1)
+let greedyWire = WireSampling.greedy
 
 /// Runs a request to the end and returns its tokens and how it ended.
 func collect(_ driver: PipelineDriver, _ request: PipelineRequest) async -> (tokens: [Int32], end: PipelineEvent?) {

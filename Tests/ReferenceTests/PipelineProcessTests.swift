@@ -5,9 +5,9 @@ import Engine
 import Foundation
 import GGUF
 import Models
+import Node
 import Sampling
 import StarStream
-import TestSupport
 import Testing
 
 /// Three `pangalactic node` processes on loopback against one in-process engine, on the real
@@ -24,8 +24,7 @@ enum NodeBinary {
 struct PipelineProcessTests {
     static let binary = NodeBinary.path
     static let tokens = 32
-    static let greedy = WireSampling(temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, frequencyPenalty: 0,
-                                     presencePenalty: 0, penaltyLastN: 0, seed: 0)
+    static let greedy = WireSampling.greedy
 
     /// K node processes with layers split evenly and a ring back to node 0.
     final class Cluster: @unchecked Sendable {
@@ -35,7 +34,7 @@ struct PipelineProcessTests {
         let token = "process-test"
 
         init(model: String, layers: Int, nodes: Int, wire: String, context: Int = 512) throws {
-            ports = try (0 ..< nodes).map { _ in try LoopbackPort.free() }
+            ports = try (0 ..< nodes).map { _ in try NodeAddress.freeLoopbackPort() }
             ranges = (0 ..< nodes).map { (layers * $0 / nodes) ..< (layers * ($0 + 1) / nodes) }
             var list: [Process] = []
             for i in 0 ..< nodes {
@@ -57,11 +56,7 @@ struct PipelineProcessTests {
             for p in processes { p.waitUntilExit() }
         }
 
-        func resident(_ i: Int) -> Int? {
-            guard let text = try? String(contentsOfFile: "/proc/\(processes[i].processIdentifier)/statm", encoding: .utf8),
-                  let pages = text.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return nil }
-            return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
-        }
+        func resident(_ i: Int) -> Int? { residentMemoryBytes(processID: processes[i].processIdentifier) }
 
         func driver(digest: [UInt8]) async throws -> PipelineDriver {
             let deadline = Date().addingTimeInterval(60)
