@@ -36,6 +36,10 @@ struct Bench: ParsableCommand {
     @Option(help: "Pipeline test: wire format of hidden states (f32, f16, q8).")
     var wire: String = "f16"
 
+    @Option(name: .customLong("decode-groups"),
+            help: "Pipeline test: decode micro-batches around the ring (default: one per node when every node has its own cores, else 1).")
+    var decodeGroups: Int?
+
     @Flag(help: "Pipeline test: show the nodes' logs.")
     var verbose = false
 
@@ -107,8 +111,14 @@ extension Bench {
             let file = try GGUFFile(path: path)
             let config = try ModelConfig(file: file)
             let digest = try file.modelDigest()
+            // Stages that share cores cannot overlap, so splitting the streams into groups would
+            // only read every weight once per group.
+            let cores = sysconf(Int32(_SC_NPROCESSORS_ONLN))
+            let groups = decodeGroups ?? (nodes * t <= cores ? nodes : 1)
+            guard (1 ... 256).contains(groups) else { throw ValidationError("--decode-groups must be within 1...256") }
             let cluster = try LocalCluster(model: path, nodes: nodes, layerCount: config.layerCount, wire: wire, threads: t,
-                                           maxSequences: max(levels.max() ?? 1, 1), contextLength: n + 16, verbose: verbose)
+                                           maxSequences: max(levels.max() ?? 1, 1), contextLength: n + 16,
+                                           decodeGroups: groups, verbose: verbose)
             defer { cluster.stop() }
             let (n, r, vocabulary) = (self.n, self.r, config.vocabularySize)
             results = try runBlocking {

@@ -47,14 +47,18 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("batch-size"), help: "Rows per batch through the layers.")
     var batchSize: Int = 256
 
+    @Option(name: .customLong("decode-groups"),
+            help: "Decode micro-batches kept apart around the ring (default: one per stage, so every stage has work; 1 when the stages share cores).")
+    var decodeGroups: Int?
+
     func run() throws {
         guard let range = parseLayerRange(layers) else { throw ValidationError("--layers takes A..<B, e.g. 0..<12") }
         guard let listenAddress = NodeAddress(listen) else { throw ValidationError("--listen takes HOST:PORT") }
         guard let nextAddress = NodeAddress(next) else { throw ValidationError("--next takes HOST:PORT") }
         guard let dtype = parseWire(wire) else { throw ValidationError("--wire takes f32, f16 or q8") }
         guard (1 ... 256).contains(threads), (1 ... 4096).contains(maxSequences), (8 ... 1 << 20).contains(contextSize),
-              (1 ... 4096).contains(batchSize) else {
-            throw ValidationError("--threads 1...256, --max-sequences 1...4096, --ctx-size 8...1048576, --batch-size 1...4096")
+              (1 ... 4096).contains(batchSize), (1 ... 256).contains(decodeGroups ?? 1) else {
+            throw ValidationError("--threads 1...256, --max-sequences 1...4096, --ctx-size 8...1048576, --batch-size 1...4096, --decode-groups 1...256")
         }
         var configuration = NodeConfiguration(modelPath: model ?? ProcessEnvironment.value("PANGALACTIC_MODEL") ?? ModelOptions.defaultModel,
                                               layers: range, listen: listenAddress, next: nextAddress)
@@ -64,6 +68,7 @@ struct NodeCommand: ParsableCommand {
         configuration.maxSequences = maxSequences
         configuration.contextLength = contextSize
         configuration.maxBatchTokens = batchSize
+        configuration.decodeGroups = decodeGroups
         let node = try PipelineNode(configuration: configuration, log: { Console.error("node \(range): \($0)") })
         let port = try node.start()
         let kvPerSequence = 2 * range.count * node.configuration.contextLength * node.model.config.kvWidth * 4

@@ -28,7 +28,7 @@ final class LocalCluster: @unchecked Sendable {
 
     /// Starts the nodes; they load in parallel and connect to each other on their own.
     init(model: String, nodes: Int, layerCount: Int, wire: String, threads: Int, maxSequences: Int,
-         contextLength: Int, verbose: Bool) throws {
+         contextLength: Int, decodeGroups: Int, verbose: Bool) throws {
         guard nodes >= 1, nodes <= layerCount else {
             throw EngineError.invalidArgument("--nodes must be within 1...\(layerCount) (the model's layers)")
         }
@@ -43,7 +43,8 @@ final class LocalCluster: @unchecked Sendable {
             p.arguments = ["node", "-m", model, "--layers", "\(layerRanges[i].lowerBound)..<\(layerRanges[i].upperBound)",
                            "--listen", "127.0.0.1:\(ports[i])", "--next", "127.0.0.1:\(ports[(i + 1) % nodes])",
                            "--wire", wire, "--cluster-token", clusterToken, "--threads", "\(threads)",
-                           "--max-sequences", "\(maxSequences)", "--ctx-size", "\(contextLength)"]
+                           "--max-sequences", "\(maxSequences)", "--ctx-size", "\(contextLength)",
+                           "--decode-groups", "\(decodeGroups)"]
             if !verbose { p.standardError = FileHandle.nullDevice }
             do {
                 try p.run()

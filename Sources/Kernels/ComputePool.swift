@@ -17,6 +17,7 @@ public final class ComputePool: @unchecked Sendable {
     private let sleepers = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     private let resting = Atomic<Bool>(false)
+    private let wakeups = Atomic<UInt64>(0)
     private var job: ((Int) -> Void)?
     private var mutex = pthread_mutex_t()
     private var cond = pthread_cond_t()
@@ -96,6 +97,18 @@ public final class ComputePool: @unchecked Sendable {
         resting.store(true, ordering: .releasing)
     }
 
+    /// Gets parked workers spinning again ahead of the next `run`, so that their wake-up
+    /// overlaps the caller's own preparation instead of delaying the first parallel loop.
+    public func wake() {
+        resting.store(false, ordering: .relaxed)
+        wakeups.add(1, ordering: .sequentiallyConsistent)
+        if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+            pthread_mutex_lock(&mutex)
+            pthread_cond_broadcast(&cond)
+            pthread_mutex_unlock(&mutex)
+        }
+    }
+
     /// Splits `0..<count` into one contiguous range per thread, in multiples of `granule`.
     public func parallelFor(_ count: Int, granule: Int = 1, _ body: (Range<Int>) -> Void) {
         let n = activeThreads
@@ -120,7 +133,11 @@ public final class ComputePool: @unchecked Sendable {
                 } else {
                     pthread_mutex_lock(&mutex)
                     sleepers.add(1, ordering: .sequentiallyConsistent)
-                    while generation.load(ordering: .sequentiallyConsistent) == seen { pthread_cond_wait(&cond, &mutex) }
+                    let woken = wakeups.load(ordering: .sequentiallyConsistent)
+                    while generation.load(ordering: .sequentiallyConsistent) == seen,
+                          wakeups.load(ordering: .sequentiallyConsistent) == woken {
+                        pthread_cond_wait(&cond, &mutex)
+                    }
                     sleepers.subtract(1, ordering: .relaxed)
                     pthread_mutex_unlock(&mutex)
                     spins = 0

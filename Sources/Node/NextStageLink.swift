@@ -35,11 +35,20 @@ final class NextStageLink: @unchecked Sendable {
 
     var isConnected: Bool { channel.withLock { $0 != nil } }
 
-    /// Sends `frame` if the link is up; returns false (and drops it) otherwise.
+    /// Sends `frames` with one flush if the link is up; returns false (and drops them)
+    /// otherwise. One flush keeps a batch's rows together on the wire, so the next stage can
+    /// run them as one batch too.
     @discardableResult
-    func send(_ frame: StarStreamFrame) -> Bool {
+    func send(_ frames: [StarStreamFrame]) -> Bool {
         guard let ch = channel.withLock({ $0 }) else { return false }
-        ch.writeAndFlush(frame, promise: nil)
+        if frames.count == 1 {
+            ch.writeAndFlush(frames[0], promise: nil)
+        } else {
+            ch.eventLoop.execute {
+                for frame in frames { ch.write(frame, promise: nil) }
+                ch.flush()
+            }
+        }
         return true
     }
 

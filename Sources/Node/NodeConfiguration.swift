@@ -66,9 +66,11 @@ public struct NodeConfiguration: Sendable {
     public var contextLength: Int = 4096
     /// Rows per batch through the layers (prompt chunks are split to fit).
     public var maxBatchTokens: Int = 256
-    /// Stages in the ring, for sizing decode micro-batches (default: estimated from the share
-    /// of layers this node holds).
-    public var pipelineStages: Int?
+    /// Decode micro-batches kept apart around the ring. One per stage (the default, estimated
+    /// from the share of layers this node holds) lets every stage work at once when each brings
+    /// its own cores. Stages that share cores gain nothing from that overlap and lose by reading
+    /// every weight once per group, so they want 1: one batch of every ready sequence.
+    public var decodeGroups: Int?
     /// Node 0 sends a probe around the ring this often...
     public var probeIntervalSeconds: Double = 0.5
     /// ...and declares the ring broken when none has come back for this long.

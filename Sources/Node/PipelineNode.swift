@@ -69,8 +69,8 @@ public final class PipelineNode: @unchecked Sendable {
         let ring = self.ring
         let isFirst = configuration.layers.lowerBound == 0
         scheduler = StageScheduler(model: model, configuration: configuration,
-                                   sendNext: { frame in
-                                       if box.link?.send(frame) != true { box.dropped() }
+                                   sendNext: { frames in
+                                       if box.link?.send(frames) != true { box.dropped(frames.count) }
                                    },
                                    ringReady: { !isFirst || ring.healthy.load(ordering: .relaxed) }, log: log)
         box.counters = scheduler.counters
@@ -152,12 +152,12 @@ public final class PipelineNode: @unchecked Sendable {
             }
         }
         let nonce = probePrefix | (probeCounter.add(1, ordering: .relaxed).newValue & 0xFFFF_FFFF)
-        link.send(StarStreamFrame(payload: .probe(nonce)))
+        link.send([StarStreamFrame(payload: .probe(nonce))])
     }
 
     fileprivate func probeArrived(_ nonce: UInt64) {
         guard isFirst else {
-            link.send(StarStreamFrame(payload: .probe(nonce)))
+            link.send([StarStreamFrame(payload: .probe(nonce))])
             return
         }
         // Any probe that made it around (ours or a driver's) proves the ring is complete, so a
@@ -176,7 +176,7 @@ public final class PipelineNode: @unchecked Sendable {
             probes[nonce] = channel
             return true
         }
-        if sent { link.send(StarStreamFrame(payload: .probe(nonce))) }
+        if sent { link.send([StarStreamFrame(payload: .probe(nonce))]) }
     }
 
     private func ringBroken(_ reason: String) {
@@ -202,7 +202,7 @@ public final class PipelineNode: @unchecked Sendable {
 private final class LinkBox: @unchecked Sendable {
     var link: NextStageLink?
     var counters: StageCounters?
-    func dropped() { counters?.droppedFrames.add(1, ordering: .relaxed) }
+    func dropped(_ count: Int) { counters?.droppedFrames.add(count, ordering: .relaxed) }
 }
 
 /// One inbound connection: a driver (node 0 only) or the upstream stage. It must HELLO first;
@@ -215,6 +215,25 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
     private let node: PipelineNode
     private var peer = Peer.unknown
     private var timeout: Scheduled<Void>?
+    /// Work from the frames of one read, handed over together at the end of the read, so the
+    /// rows of one upstream batch (sent with a single flush) reach the compute thread as one
+    /// batch instead of waking it for the first row alone.
+    private var inbound: [StageWork] = []
+
+    private func enqueue(_ work: StageWork) {
+        inbound.append(work)
+    }
+
+    private func handOver() {
+        guard !inbound.isEmpty else { return }
+        node.scheduler.submit(contentsOf: inbound)
+        inbound.removeAll(keepingCapacity: true)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        handOver()
+        context.fireChannelReadComplete()
+    }
 
     init(node: PipelineNode) {
         self.node = node
@@ -230,6 +249,7 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
 
     func channelInactive(context: ChannelHandlerContext) {
         timeout?.cancel()
+        handOver()
         switch peer {
         case .driver: node.scheduler.submit(.originClosed(context.channel))
         case .node: node.upstreamLost()
@@ -278,23 +298,23 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
         case (_, .pong):
             break
         case let (.driver, .open(request)):
-            node.scheduler.submit(.open(id, request, origin: context.channel))
+            enqueue(.open(id, request, origin: context.channel))
         case let (.driver, .prompt(chunk)):
-            node.scheduler.submit(.prompt(id, chunk, from: context.channel))
+            enqueue(.prompt(id, chunk, from: context.channel))
         case (.driver, .cancel):
-            node.scheduler.submit(.cancel(id, from: context.channel))
+            enqueue(.cancel(id, from: context.channel))
         case let (.driver, .probe(nonce)):
             node.driverProbe(nonce, from: context.channel)
         case let (.node, .open(request)) where !node.isFirst:
-            node.scheduler.submit(.open(id, request, origin: nil))
+            enqueue(.open(id, request, origin: nil))
         case let (.node, .activations(activations)) where !node.isFirst:
-            node.scheduler.submit(.activations(id, activations))
+            enqueue(.activations(id, activations))
         case let (.node, .token(token)) where node.isFirst:
-            node.scheduler.submit(.token(id, position: frame.position, token))
+            enqueue(.token(id, position: frame.position, token))
         case (.node, .cancel) where !node.isFirst:
-            node.scheduler.submit(.cancel(id, from: nil))
+            enqueue(.cancel(id, from: nil))
         case let (.node, .error(code, message)) where id != 0:
-            node.scheduler.submit(.failed(id, code: code, message: message))
+            enqueue(.failed(id, code: code, message: message))
         case let (.node, .probe(nonce)):
             node.probeArrived(nonce)
         default:

@@ -57,6 +57,8 @@ final class StageSequence {
     var generated = 0
     /// Last node: the sampler, with the request's seed and penalty history.
     var sampler: Sampler?
+    /// Node 0: the decode group this sequence travels the ring with (nil until it decodes).
+    var group: Int?
 
     init(id: UInt64, request: SequenceOpen, capacity: Int, origin: Channel?) {
         self.id = id
@@ -87,7 +89,7 @@ final class StageScheduler: @unchecked Sendable {
     let counters = StageCounters()
     private let pool: ComputePool
     private let state: ForwardState
-    private let sendNext: @Sendable (StarStreamFrame) -> Void
+    private let sendFrames: @Sendable ([StarStreamFrame]) -> Void
     private let ringReady: @Sendable () -> Bool
     private let log: @Sendable (String) -> Void
 
@@ -102,20 +104,25 @@ final class StageScheduler: @unchecked Sendable {
     private var order: [UInt64] = []
     private var waiting: [UInt64] = []
     private var rotation = 0
+    /// Node 0: which decode rows go into the ring when.
+    private var planner: DecodeGroupPlanner
+    /// When the compute thread must look again at a held group, though nothing arrived.
+    private var holdDeadline: Int?
     private let traceBatches = getenv("PANGALACTIC_TRACE") != nil
     private let tokenInput: UnsafeMutablePointer<Int32>
     private let hiddenInput: UnsafeMutablePointer<Float>
     /// Raw logits of the row being sampled, kept for its logprob (the sampler edits them).
     private let rawLogits: UnsafeMutablePointer<Float>
 
-    init(model: TransformerModel, configuration: NodeConfiguration, sendNext: @escaping @Sendable (StarStreamFrame) -> Void,
+    init(model: TransformerModel, configuration: NodeConfiguration, sendNext: @escaping @Sendable ([StarStreamFrame]) -> Void,
          ringReady: @escaping @Sendable () -> Bool, log: @escaping @Sendable (String) -> Void) {
         self.model = model
         self.configuration = configuration
-        self.sendNext = sendNext
+        sendFrames = sendNext
         self.ringReady = ringReady
         self.log = log
         pool = ComputePool(threadCount: configuration.threads)
+        planner = DecodeGroupPlanner(groups: Self.decodeGroups(configuration, model), holdLimit: 500_000_000)
         let batch = max(1, configuration.maxBatchTokens)
         state = ForwardState(config: model.config, maxTokens: batch, contextCapacity: configuration.contextLength,
                              logitRows: min(batch, max(1, configuration.maxSequences)), pool: pool)
@@ -123,7 +130,11 @@ final class StageScheduler: @unchecked Sendable {
         hiddenInput = .allocate(capacity: batch * model.config.embeddingLength)
         rawLogits = .allocate(capacity: model.isLast ? model.config.vocabularySize : 1)
         pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&cond, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(&cond, &attributes)
+        pthread_condattr_destroy(&attributes)
     }
 
     deinit {
@@ -134,10 +145,10 @@ final class StageScheduler: @unchecked Sendable {
         pthread_mutex_destroy(&mutex)
     }
 
-    /// Stages in the ring: configured, or estimated from this node's share of the layers.
-    private var stages: Int {
-        if let k = configuration.pipelineStages { return max(1, k) }
-        return max(1, Int((Double(model.config.layerCount) / Double(model.layers.count)).rounded()))
+    /// Decode groups: configured, or one per stage, estimated from this node's share of the layers.
+    private static func decodeGroups(_ configuration: NodeConfiguration, _ model: TransformerModel) -> Int {
+        if let k = configuration.decodeGroups { return max(1, k) }
+        return max(1, Int((Double(model.config.layerCount) / Double(max(1, model.layers.count))).rounded()))
     }
 
     private var isFirst: Bool { model.isFirst }
@@ -150,6 +161,18 @@ final class StageScheduler: @unchecked Sendable {
         queue.append(work)
         pthread_cond_signal(&cond)
         pthread_mutex_unlock(&mutex)
+    }
+
+    /// Hands over several items at once, so the compute thread sees them together.
+    func submit(contentsOf work: [StageWork]) {
+        pthread_mutex_lock(&mutex)
+        queue.append(contentsOf: work)
+        pthread_cond_signal(&cond)
+        pthread_mutex_unlock(&mutex)
+    }
+
+    private func sendNext(_ frame: StarStreamFrame) {
+        sendFrames([frame])
     }
 
     func start() {
@@ -174,13 +197,20 @@ final class StageScheduler: @unchecked Sendable {
     }
 
     private func loop() {
+        var ranBatch = false
         while true {
-            let runnable = order.contains { id in sequences[id].map { $0.cache != nil && !$0.pending.isEmpty } ?? false }
             pthread_mutex_lock(&mutex)
-            if queue.isEmpty && !runnable && !stopping {
+            if queue.isEmpty && !ranBatch && !stopping {
                 // Idle: park the compute workers so they do not spin on a core another stage needs.
                 pool.rest()
-                while queue.isEmpty && !stopping { pthread_cond_wait(&cond, &mutex) }
+                if let deadline = holdDeadline {
+                    var until = timespec(tv_sec: deadline / 1_000_000_000, tv_nsec: deadline % 1_000_000_000)
+                    while queue.isEmpty && !stopping {
+                        if pthread_cond_timedwait(&cond, &mutex, &until) == ETIMEDOUT { break }
+                    }
+                } else {
+                    while queue.isEmpty && !stopping { pthread_cond_wait(&cond, &mutex) }
+                }
             }
             if stopping {
                 pthread_mutex_unlock(&mutex)
@@ -189,8 +219,9 @@ final class StageScheduler: @unchecked Sendable {
             let work = queue
             queue.removeAll(keepingCapacity: true)
             pthread_mutex_unlock(&mutex)
+            if !ranBatch { pool.wake() }
             for item in work { handle(item) }
-            runBatch()
+            ranBatch = runBatch()
         }
     }
 
@@ -395,58 +426,72 @@ final class StageScheduler: @unchecked Sendable {
         let count: Int
     }
 
-    private func runBatch() {
+    /// Runs one batch of ready rows; returns whether it ran one (more may be ready).
+    private func runBatch() -> Bool {
         let budget = state.maxTokens
         let e = model.config.embeddingLength
         var members: [Member] = []
         var slices: [SequenceSlice] = []
         var rows = 0
         var logitRows = 0
+        let n = order.count
+        guard n > 0 else {
+            holdDeadline = nil
+            return false
+        }
         // Decode steps (one row) first, then prompt chunks: a long prompt must not hold up the
         // tokens of running sequences. The starting point rotates so no sequence always waits.
-        let n = order.count
-        guard n > 0 else { return }
+        // Node 0 releases decode rows a whole group at a time (see `nextDecodeGroup`); the
+        // other stages run whatever has arrived.
         rotation = (rotation + 1) % n
-        // Decode rows go in micro-batches of about active/stages sequences, so that the groups
-        // stay apart around the ring and every stage has a group to work on at once (pipeline
-        // parallelism) instead of one cohort visiting the stages in turn.
-        let decodeCap = max(1, (activeCount + stages - 1) / stages)
-        var decodeRows = 0
+        let group = isFirst ? nextDecodeGroup() : []
+        func add(_ s: StageSequence, _ cache: KVCache, _ chunk: PendingRows) {
+            let take = min(chunk.count, budget - rows)
+            let wants = isLast && chunk.start + take >= Int(s.request.promptLength)
+            if wants && logitRows >= state.logitCapacity { return }
+            switch chunk {
+            case let .tokens(start, ids):
+                for i in 0 ..< take { tokenInput[rows + i] = ids[i] }
+                if take < ids.count { s.pending[0] = .tokens(start: start + take, Array(ids[take...])) } else { s.pending.removeFirst() }
+            case let .hidden(start, count, values):
+                values.withUnsafeBufferPointer { buffer in
+                    if let base = buffer.baseAddress { (hiddenInput + rows * e).update(from: base, count: take * e) }
+                }
+                if take < count {
+                    s.pending[0] = .hidden(start: start + take, count: count - take, Array(values[(take * e)...]))
+                } else {
+                    s.pending.removeFirst()
+                }
+            }
+            members.append(Member(sequence: s, start: chunk.start, count: take))
+            slices.append(SequenceSlice(cache: cache, start: chunk.start, count: take, wantsLogits: wants))
+            rows += take
+            if wants { logitRows += 1 }
+        }
+        for s in group {
+            guard rows < budget, let cache = s.cache, let chunk = s.pending.first else {
+                s.group = nil
+                continue
+            }
+            add(s, cache, chunk)
+        }
         for pass in 0 ..< 2 {
             for k in 0 ..< n {
                 guard rows < budget, let s = sequences[order[(rotation + k) % n]], let cache = s.cache,
                       let chunk = s.pending.first else { continue }
+                if isFirst && s.generated > 0 { continue }
                 if members.contains(where: { $0.sequence === s }) { continue }
-                if pass == 0 && (chunk.count != 1 || decodeRows >= decodeCap) { continue }
-                if pass == 0 { decodeRows += 1 }
-                let take = min(chunk.count, budget - rows)
-                let wants = isLast && chunk.start + take >= Int(s.request.promptLength)
-                if wants && logitRows >= state.logitCapacity { continue }
-                switch chunk {
-                case let .tokens(start, ids):
-                    for i in 0 ..< take { tokenInput[rows + i] = ids[i] }
-                    if take < ids.count { s.pending[0] = .tokens(start: start + take, Array(ids[take...])) } else { s.pending.removeFirst() }
-                case let .hidden(start, count, values):
-                    values.withUnsafeBufferPointer { (hiddenInput + rows * e).update(from: $0.baseAddress!, count: take * e) }
-                    if take < count {
-                        s.pending[0] = .hidden(start: start + take, count: count - take, Array(values[(take * e)...]))
-                    } else {
-                        s.pending.removeFirst()
-                    }
-                }
-                members.append(Member(sequence: s, start: chunk.start, count: take))
-                slices.append(SequenceSlice(cache: cache, start: chunk.start, count: take, wantsLogits: wants))
-                rows += take
-                if wants { logitRows += 1 }
+                if pass == 0 && chunk.count != 1 { continue }
+                add(s, cache, chunk)
             }
         }
-        guard rows > 0 else { return }
+        guard rows > 0 else { return false }
         let output: UnsafeMutableBufferPointer<Float>
         let started = Self.nanoseconds()
         defer {
             let ended = Self.nanoseconds()
             counters.computeNanoseconds.add(ended - started, ordering: .relaxed)
-            if traceBatches, counters.batches.load(ordering: .relaxed) % 50 < 3 { log("trace \(started) \(ended)") }
+            if traceBatches { log("trace \(started) \(ended)") }
         }
         do {
             if isFirst {
@@ -457,25 +502,29 @@ final class StageScheduler: @unchecked Sendable {
         } catch {
             log("batch of \(rows) rows failed: \(error)")
             for m in members { fail(m.sequence, StarStreamErrorCode.internalError, "forward failed: \(error)") }
-            return
+            return true
         }
         counters.batches.add(1, ordering: .relaxed)
         counters.rows.add(rows, ordering: .relaxed)
+        guard let outputBase = output.baseAddress else { return true }
+        var frames: [StarStreamFrame] = []
+        frames.reserveCapacity(members.count)
+        defer { if !frames.isEmpty { sendFrames(frames) } }
         if !isLast {
             var offset = 0
             for m in members {
-                let values = Array(UnsafeBufferPointer(start: output.baseAddress! + offset * e, count: m.count * e))
+                let values = Array(UnsafeBufferPointer(start: outputBase + offset * e, count: m.count * e))
                 let positions = (0 ..< m.count).map { UInt32(m.start + $0) }
                 let activations = Activations(dtype: configuration.wire, positions: positions, width: e, values: values)
-                sendNext(StarStreamFrame(sequenceID: m.sequence.id, position: UInt32(m.start), payload: .activations(activations)))
+                frames.append(StarStreamFrame(sequenceID: m.sequence.id, position: UInt32(m.start), payload: .activations(activations)))
                 offset += m.count
             }
-            return
+            return true
         }
         let vocab = model.config.vocabularySize
         var row = 0
         for (m, slice) in zip(members, slices) where slice.wantsLogits {
-            let logits = UnsafeMutableBufferPointer(start: output.baseAddress! + row * vocab, count: vocab)
+            let logits = UnsafeMutableBufferPointer(start: outputBase + row * vocab, count: vocab)
             row += 1
             guard let sampler = m.sequence.sampler else { continue }
             let logSum = m.sequence.request.wantsLogprobs ? keepRawLogits(logits) : nil
@@ -483,9 +532,27 @@ final class StageScheduler: @unchecked Sendable {
             sampler.accept(token)
             let message = TokenMessage(tokenID: token, logprob: logSum.map { rawLogits[Int(token)] - $0 })
             let position = m.start + m.count
-            sendNext(StarStreamFrame(sequenceID: m.sequence.id, position: UInt32(position), payload: .token(message)))
+            frames.append(StarStreamFrame(sequenceID: m.sequence.id, position: UInt32(position), payload: .token(message)))
         }
+        return true
     }
+
+    // MARK: Decode groups
+
+    /// Node 0: the decode rows to run now, one group's worth (see `DecodeGroupPlanner`).
+    private func nextDecodeGroup() -> [StageSequence] {
+        var decoding: [StageSequence] = []
+        for id in order {
+            if let s = sequences[id], s.cache != nil, s.generated > 0 { decoding.append(s) }
+        }
+        var members = decoding.map { DecodeGroupPlanner.Member(group: $0.group, ready: hasDecodeRow($0)) }
+        let chosen = planner.release(&members, now: Self.nanoseconds())
+        for (s, m) in zip(decoding, members) { s.group = m.group }
+        holdDeadline = planner.deadline
+        return chosen.map { decoding[$0] }
+    }
+
+    private func hasDecodeRow(_ s: StageSequence) -> Bool { s.pending.first?.count == 1 }
 
     static func nanoseconds() -> Int {
         var ts = timespec()

@@ -57,6 +57,41 @@ import Testing
         await driver.close()
     }
 
+    /// Node 0 releases decode rows a group at a time (DecodeGroupPlannerTests test the rule),
+    /// so sequences that start later merge into the groups already running and each group
+    /// crosses every stage as one batch per step, with every sequence's tokens intact.
+    @Test(arguments: [1, 2])
+    func lateSequencesJoinTheRunningDecodeGroups(_ groups: Int) async throws {
+        let ring = try TestRing(split: [0 ..< 2, 2 ..< 4, 4 ..< 6], contextLength: 96, decodeGroups: groups)
+        defer { ring.stop() }
+        let driver = try await ring.driver()
+        let streams = 6, steps = 48
+        let prompts = (0 ..< streams).map { i in [Int32(i * 5 + 1)] }
+        let expected = try prompts.map { try ring.localGreedy(prompt: $0, count: steps) }
+        let first = ring.nodes[0].counters
+        let results = await withTaskGroup(of: (Int, [Int32]).self) { group in
+            for (i, p) in prompts.enumerated() {
+                if i == streams / 2 {
+                    // The first half is decoding by now.
+                    while first.rows.load(ordering: .relaxed) < 8 * streams / 2 { try? await Task.sleep(nanoseconds: 200_000) }
+                }
+                group.addTask {
+                    (i, await collect(driver, PipelineRequest(prompt: p, maxNewTokens: steps, sampling: greedyWire, stopTokens: [])).tokens)
+                }
+            }
+            var out = [[Int32]](repeating: [], count: prompts.count)
+            for await (i, tokens) in group { out[i] = tokens }
+            return out
+        }
+        #expect(results == expected)
+        #expect(first.rows.load(ordering: .relaxed) == streams * steps)
+        // One batch per group per step, plus prompts and the steps the late half runs alone
+        // after the first half ends; two cohorts that never merge would take about 2 × 48 + 8.
+        let batches = first.batches.load(ordering: .relaxed)
+        #expect(batches <= groups * steps + 24, "\(batches) batches at node 0")
+        await driver.close()
+    }
+
     @Test func stopTokenEndsTheSequenceAndSecondNodeWaitsForSlots() async throws {
         let ring = try TestRing(split: [0 ..< 3, 3 ..< 6], maxSequences: 1)
         defer { ring.stop() }

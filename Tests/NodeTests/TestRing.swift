@@ -28,7 +28,7 @@ final class TestRing: @unchecked Sendable {
     }
 
     init(split: [Range<Int>], wire: WireDType = .f32, spec: TinyModelSpec = TestRing.spec(), maxSequences: Int = 8,
-         probeTimeout: Double = 1.0, contextLength: Int = 64) throws {
+         probeTimeout: Double = 1.0, contextLength: Int = 64, decodeGroups: Int? = nil) throws {
         let bytes = try TinyModel.writer(spec).serialize()
         path = NSTemporaryDirectory() + "pangalactic-ring-\(UInt64.random(in: 1 ... .max)).gguf"
         FileManager.default.createFile(atPath: path, contents: Data(bytes))
@@ -44,6 +44,7 @@ final class TestRing: @unchecked Sendable {
             c.maxSequences = maxSequences
             c.contextLength = contextLength
             c.maxBatchTokens = 16
+            c.decodeGroups = decodeGroups
             c.probeIntervalSeconds = 0.1
             c.probeTimeoutSeconds = probeTimeout
             let node = try PipelineNode(configuration: c)
