@@ -155,7 +155,10 @@ struct PipelineProcessTests {
         }
     }
 
-    @Test func killingANodeGivesTheClientACleanErrorWithinFiveSeconds() async throws {
+    /// SIGKILL closes the node's sockets at once; SIGSTOP leaves them open on a node that no
+    /// longer answers (a hung or partitioned machine), which only the ring probes can detect.
+    @Test(arguments: [SIGKILL, SIGSTOP])
+    func aNodeThatDiesOrHangsGivesTheClientACleanErrorWithinFiveSeconds(_ signal: Int32) async throws {
         let m = ReferenceData.models[0]
         let path = ReferenceData.modelsDirectory.appendingPathComponent(m.modelFile).path
         let file = try GGUFFile(path: path)
@@ -171,7 +174,7 @@ struct PipelineProcessTests {
             case .token:
                 count += 1
                 if count == 10 {
-                    kill(cluster.processes[1].processIdentifier, SIGKILL)
+                    kill(cluster.processes[1].processIdentifier, signal)
                     killedAt = Date()
                 }
             case .done: break
@@ -179,7 +182,9 @@ struct PipelineProcessTests {
             }
         }
         let elapsed = killedAt.map { Date().timeIntervalSince($0) } ?? .infinity
-        print("pipeline kill: error after \(elapsed) s: \(failure.map { "\($0)" } ?? "none")")
+        // A stopped process cannot act on the SIGTERM that stopping the cluster sends.
+        if signal == SIGSTOP { kill(cluster.processes[1].processIdentifier, SIGKILL) }
+        print("pipeline signal \(signal): error after \(elapsed) s: \(failure.map { "\($0)" } ?? "none")")
         #expect(failure != nil && count < 2000)
         #expect(elapsed < 5)
         await driver.close()
