@@ -389,41 +389,68 @@ PG_DOT4_SYMMETRIC(pg_vec_dot4_q8_0_q8_0, pg_vec_dot_q8_0_q8_0, pg_block_q8_0, pg
 PG_DOT4_WITH_MIN(pg_vec_dot4_q4_1_q8_1, pg_vec_dot_q4_1_q8_1, pg_block_q4_1, q4_1_weights)
 PG_DOT4_WITH_MIN(pg_vec_dot4_q5_1_q8_1, pg_vec_dot_q5_1_q8_1, pg_block_q5_1, q5_1_weights)
 
-// As PG_DOT4_SYMMETRIC, with the activation scales read as floats: the scale of a (block, row)
-// pair is f32(d_w) * scales[row][block], the same product the single-row kernel forms.
-#define PG_ROW_STEP_S(ACC, A, IB, Q, QABS, T)                                                     \
-    ACC = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&scales[(T) * scale_stride + (IB)])), \
-                          _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(QABS,          \
-                              _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)A[IB].qs), Q)), _mm256_set1_epi16(1))), ACC)
-
-#define PG_DOT4S_SYMMETRIC(NAME, WBLOCK, WEIGHTS)                                                 \
-    void NAME(int64_t n, const void *vw, const void *va, int64_t a_stride,                        \
-              const float *scales, int64_t scale_stride, float *out) {                            \
+// Prefill, where one weight row meets many activation rows: the row is unpacked once into
+// signed bytes and their absolute values (64 bytes per block) plus float scales, and every group
+// of four activation rows then reads those instead of unpacking again. Per (block, row) pair the
+// work mirrors the single-row kernels exactly (same int32 lanes, same f32(d_w) * f32(d_a) scale,
+// even blocks into e and odd into o), so the results equal them bit for bit.
+#define PG_UNPACK_SIGNED(NAME, WBLOCK, WEIGHTS)                                                   \
+    void NAME(const void *vw, int64_t nb, void *unpacked, float *wd) {                            \
         const WBLOCK *w = (const WBLOCK *)vw;                                                      \
+        uint8_t *o = (uint8_t *)unpacked;                                                         \
+        for (int64_t ib = 0; ib < nb; ib++) {                                                     \
+            const __m256i q = WEIGHTS(&w[ib]);                                                    \
+            _mm256_storeu_si256((__m256i *)(o + 64 * ib), q);                                     \
+            _mm256_storeu_si256((__m256i *)(o + 64 * ib + 32), _mm256_sign_epi8(q, q));           \
+            wd[ib] = _mm_cvtss_f32(load_f16x2(&w[ib]));                                           \
+        }                                                                                         \
+    }
+
+PG_UNPACK_SIGNED(pg_unpack_q4_0_signed, pg_block_q4_0, q4_0_signed)
+PG_UNPACK_SIGNED(pg_unpack_q5_0_signed, pg_block_q5_0, q5_0_signed)
+PG_UNPACK_SIGNED(pg_unpack_q8_0_signed, pg_block_q8_0, q8_0_weights)
+
+// The int32 lane sums of |w| (unsigned) times sign-adjusted activations: maddubs then madd, or
+// one vpdpbusd where the CPU has AVX-VNNI. Both sum the same four products per lane and neither
+// saturates here (|w| <= 128, |a| <= 127: a pair is at most 32512), so they agree exactly.
+#define PG_IDOT_AVX2(U, S) _mm256_madd_epi16(_mm256_maddubs_epi16(U, S), _mm256_set1_epi16(1))
+#define PG_IDOT_VNNI(U, S) _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), U, S)
+#define PG_VNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
+
+#define PG_ROW_STEP_U(ACC, A, IB, Q, QABS, T, IDOT)                                               \
+    ACC = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&scales[(T) * scale_stride + (IB)])), \
+                          _mm256_cvtepi32_ps(IDOT(QABS, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)A[IB].qs), Q))), ACC)
+
+#define PG_DOT4U(NAME, ATTR, IDOT)                                                                \
+    ATTR void NAME(int64_t nb, const void *unpacked, const float *wd, const void *va, int64_t a_stride, \
+                   const float *scales, int64_t scale_stride, float *out) {                       \
+        const uint8_t *wq = (const uint8_t *)unpacked;                                            \
         PG_FOUR_ROWS(pg_block_q8_0);                                                              \
-        const int64_t nb = n / PG_QK;                                                             \
         __m256 e0 = _mm256_setzero_ps(), e1 = _mm256_setzero_ps(), e2 = _mm256_setzero_ps(), e3 = _mm256_setzero_ps(); \
         __m256 o0 = _mm256_setzero_ps(), o1 = _mm256_setzero_ps(), o2 = _mm256_setzero_ps(), o3 = _mm256_setzero_ps(); \
         int64_t ib = 0;                                                                           \
         for (; ib + 1 < nb; ib += 2) {                                                            \
             {                                                                                     \
-                const __m256 dw = _mm256_broadcastss_ps(load_f16x2(&w[ib]));                      \
-                const __m256i q0 = WEIGHTS(&w[ib]), q0a = _mm256_sign_epi8(q0, q0);              \
-                PG_ROW_STEP_S(e0, a0, ib, q0, q0a, 0); PG_ROW_STEP_S(e1, a1, ib, q0, q0a, 1);     \
-                PG_ROW_STEP_S(e2, a2, ib, q0, q0a, 2); PG_ROW_STEP_S(e3, a3, ib, q0, q0a, 3);     \
+                const __m256 dw = _mm256_broadcast_ss(&wd[ib]);                                   \
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(wq + 64 * ib));            \
+                const __m256i qa = _mm256_loadu_si256((const __m256i *)(wq + 64 * ib + 32));      \
+                PG_ROW_STEP_U(e0, a0, ib, q, qa, 0, IDOT); PG_ROW_STEP_U(e1, a1, ib, q, qa, 1, IDOT); \
+                PG_ROW_STEP_U(e2, a2, ib, q, qa, 2, IDOT); PG_ROW_STEP_U(e3, a3, ib, q, qa, 3, IDOT); \
             }                                                                                     \
             {                                                                                     \
-                const __m256 dw = _mm256_broadcastss_ps(load_f16x2(&w[ib + 1]));                  \
-                const __m256i q1 = WEIGHTS(&w[ib + 1]), q1a = _mm256_sign_epi8(q1, q1);          \
-                PG_ROW_STEP_S(o0, a0, ib + 1, q1, q1a, 0); PG_ROW_STEP_S(o1, a1, ib + 1, q1, q1a, 1); \
-                PG_ROW_STEP_S(o2, a2, ib + 1, q1, q1a, 2); PG_ROW_STEP_S(o3, a3, ib + 1, q1, q1a, 3); \
+                const __m256 dw = _mm256_broadcast_ss(&wd[ib + 1]);                               \
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(wq + 64 * (ib + 1)));      \
+                const __m256i qa = _mm256_loadu_si256((const __m256i *)(wq + 64 * (ib + 1) + 32)); \
+                PG_ROW_STEP_U(o0, a0, ib + 1, q, qa, 0, IDOT); PG_ROW_STEP_U(o1, a1, ib + 1, q, qa, 1, IDOT); \
+                PG_ROW_STEP_U(o2, a2, ib + 1, q, qa, 2, IDOT); PG_ROW_STEP_U(o3, a3, ib + 1, q, qa, 3, IDOT); \
             }                                                                                     \
         }                                                                                         \
         if (ib < nb) {                                                                            \
-            const __m256 dw = _mm256_broadcastss_ps(load_f16x2(&w[ib]));                          \
-            const __m256i q0 = WEIGHTS(&w[ib]), q0a = _mm256_sign_epi8(q0, q0);                  \
-            PG_ROW_STEP_S(e0, a0, ib, q0, q0a, 0); PG_ROW_STEP_S(e1, a1, ib, q0, q0a, 1);         \
-            PG_ROW_STEP_S(e2, a2, ib, q0, q0a, 2); PG_ROW_STEP_S(e3, a3, ib, q0, q0a, 3);         \
+            const __m256 dw = _mm256_broadcast_ss(&wd[ib]);                                       \
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(wq + 64 * ib));                \
+            const __m256i qa = _mm256_loadu_si256((const __m256i *)(wq + 64 * ib + 32));          \
+            PG_ROW_STEP_U(e0, a0, ib, q, qa, 0, IDOT); PG_ROW_STEP_U(e1, a1, ib, q, qa, 1, IDOT);  \
+            PG_ROW_STEP_U(e2, a2, ib, q, qa, 2, IDOT); PG_ROW_STEP_U(e3, a3, ib, q, qa, 3, IDOT);  \
         }                                                                                         \
         out[0] = hsum_f32x8(_mm256_add_ps(e0, o0));                                               \
         out[1] = hsum_f32x8(_mm256_add_ps(e1, o1));                                               \
@@ -431,9 +458,10 @@ PG_DOT4_WITH_MIN(pg_vec_dot4_q5_1_q8_1, pg_vec_dot_q5_1_q8_1, pg_block_q5_1, q5_
         out[3] = hsum_f32x8(_mm256_add_ps(e3, o3));                                               \
     }
 
-PG_DOT4S_SYMMETRIC(pg_vec_dot4s_q4_0_q8_0, pg_block_q4_0, q4_0_signed)
-PG_DOT4S_SYMMETRIC(pg_vec_dot4s_q5_0_q8_0, pg_block_q5_0, q5_0_signed)
-PG_DOT4S_SYMMETRIC(pg_vec_dot4s_q8_0_q8_0, pg_block_q8_0, q8_0_weights)
+PG_DOT4U(pg_vec_dot4u_i8_q8_0, , PG_IDOT_AVX2)
+PG_DOT4U(pg_vec_dot4u_i8_q8_0_vnni, PG_VNNI, PG_IDOT_VNNI)
+
+int pg_cpu_has_avx_vnni(void) { return __builtin_cpu_supports("avxvnni") ? 1 : 0; }
 
 void pg_q8_0_row_scales(const void *va, int64_t a_stride, int64_t rows, int64_t n, float *scales) {
     const int64_t nb = n / PG_QK;
@@ -443,8 +471,12 @@ void pg_q8_0_row_scales(const void *va, int64_t a_stride, int64_t rows, int64_t 
     }
 }
 
-#undef PG_DOT4S_SYMMETRIC
-#undef PG_ROW_STEP_S
+#undef PG_UNPACK_SIGNED
+#undef PG_DOT4U
+#undef PG_ROW_STEP_U
+#undef PG_IDOT_AVX2
+#undef PG_IDOT_VNNI
+#undef PG_VNNI
 #undef PG_DOT4_SYMMETRIC
 #undef PG_DOT4_WITH_MIN
 #undef PG_ROW_STEP

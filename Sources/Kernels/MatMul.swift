@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CKernels
 import GGUF
 
@@ -43,20 +46,30 @@ public enum MatMul {
         }
     }
 
-    public typealias Dot4ScaledKernel = @convention(c) (Int64, UnsafeRawPointer?, UnsafeRawPointer?, Int64,
-                                                        UnsafePointer<Float>?, Int64, UnsafeMutablePointer<Float>?) -> Void
+    public typealias UnpackKernel = @convention(c) (UnsafeRawPointer?, Int64, UnsafeMutableRawPointer?,
+                                                    UnsafeMutablePointer<Float>?) -> Void
+    public typealias Dot4UnpackedKernel = @convention(c) (Int64, UnsafeRawPointer?, UnsafePointer<Float>?, UnsafeRawPointer?, Int64,
+                                                          UnsafePointer<Float>?, Int64, UnsafeMutablePointer<Float>?) -> Void
 
-    /// The four-row dot product that reads Q8_0 activation scales as precomputed floats.
-    static func quantizedDot4Scaled(_ type: GGMLType) -> Dot4ScaledKernel? {
+    /// For prefill with Q8_0 activations: unpacks a weight row once into signed bytes, for
+    /// `unpackedDot4` to meet many activation rows with.
+    public static func unpackSigned(_ type: GGMLType) -> UnpackKernel? {
         switch type {
-        case .q4_0: return pg_vec_dot4s_q4_0_q8_0
-        case .q5_0: return pg_vec_dot4s_q5_0_q8_0
-        case .q8_0: return pg_vec_dot4s_q8_0_q8_0
+        case .q4_0: return pg_unpack_q4_0_signed
+        case .q5_0: return pg_unpack_q5_0_signed
+        case .q8_0: return pg_unpack_q8_0_signed
         default: return nil
         }
     }
 
-    /// Quantizes `tokens` rows of `columns` floats into `dst` in `format`.
+    /// Four activation rows against an unpacked weight row (AVX-VNNI where the CPU has it; the
+    /// results are the same either way).
+    public static let unpackedDot4: Dot4UnpackedKernel = hasAVXVNNI ? pg_vec_dot4u_i8_q8_0_vnni : pg_vec_dot4u_i8_q8_0
+
+    /// Whether the int8 kernels use AVX-VNNI. `PANGALACTIC_NO_VNNI=1` turns it off, for
+    /// comparisons at the plain AVX2 level.
+    public static let hasAVXVNNI = pg_cpu_has_avx_vnni() != 0 && getenv("PANGALACTIC_NO_VNNI") == nil
+
     public static func quantizeActivations(_ format: ActivationFormat, _ x: UnsafePointer<Float>, tokens: Int,
                                            columns: Int, into dst: UnsafeMutableRawPointer) {
         let stride = format.rowBytes(columns)
@@ -89,6 +102,10 @@ public enum MatMul {
     /// `outputs[i][t × rows_i + r] = dot(group.matrices[i].row(r), x[t])`. One region instead
     /// of one per matrix saves a barrier per matrix, and the activations are quantized once
     /// per partner format, not once per matrix.
+    /// Prefill takes tokens in chunks of this many, so their activations (under 32 KiB at a
+    /// width of 896) stay in L1 while the weight rows of a thread's range meet them.
+    static let tokenChunk = 32
+
     public static func multiply(_ group: MatrixGroup, _ x: UnsafePointer<Float>, tokens: Int,
                                 into outputs: UnsafePointer<UnsafeMutablePointer<Float>>,
                                 scratch: UnsafeMutableRawPointer, pool: ComputePool) {
@@ -126,19 +143,33 @@ public enum MatMul {
                     let act = UnsafeRawPointer(scratch + group.scratchOffset(format: f, tokens: tokens))
                     let actStride = format.rowBytes(columns)
                     let dot4 = tokens >= 4 ? quantizedDot4(w.type) : nil
-                    let dot4s = tokens >= 4 ? quantizedDot4Scaled(w.type) : nil
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: 4) { four in
-                        let four = four.baseAddress!
-                        for r in (lo - base) ..< (hi - base) {
-                            let wr = w.row(r)
-                            var t = 0
-                            if let dot4s {
-                                while t + 4 <= tokens {
-                                    dot4s(n, wr, act + t * actStride, Int64(actStride), scales + t * Int(blocksPerRow), blocksPerRow, four)
+                    let unpack = tokens >= 4 && format == .q8_0 ? unpackSigned(w.type) : nil
+                    let nb = Int(blocksPerRow)
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 + 17 * nb) { buffer in
+                        let four = buffer.baseAddress!, rowScales = four + 4
+                        let unpacked = UnsafeMutableRawPointer(rowScales + nb)
+                        // Tokens in chunks whose activations stay in L1 while every weight row of
+                        // this range meets them; each row is unpacked once per chunk.
+                        let grouped = unpack == nil ? 0 : tokens - tokens % 4
+                        var chunkStart = 0
+                        while let unpack, chunkStart < grouped {
+                            let chunkEnd = min(grouped, chunkStart + Self.tokenChunk)
+                            for r in (lo - base) ..< (hi - base) {
+                                unpack(w.row(r), blocksPerRow, unpacked, rowScales)
+                                var t = chunkStart
+                                while t < chunkEnd {
+                                    unpackedDot4(blocksPerRow, unpacked, rowScales, act + t * actStride, Int64(actStride),
+                                                 scales + t * nb, blocksPerRow, four)
                                     for i in 0 ..< 4 { out[(t + i) * rows + r] = four[i] }
                                     t += 4
                                 }
-                            } else if let dot4 {
+                            }
+                            chunkStart = chunkEnd
+                        }
+                        for r in (lo - base) ..< (hi - base) {
+                            let wr = w.row(r)
+                            var t = grouped
+                            if unpack == nil, let dot4 {
                                 while t + 4 <= tokens {
                                     dot4(n, wr, act + t * actStride, Int64(actStride), 4, four)
                                     for i in 0 ..< 4 { out[(t + i) * rows + r] = four[i] }

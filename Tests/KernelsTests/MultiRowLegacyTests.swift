@@ -37,30 +37,39 @@ import Testing
 
 /// The prefill kernels that read Q8_0 activation scales as floats equal the single-row kernels.
 @Suite struct ScaledMultiRowTests {
-    @Test(arguments: [(GGMLType.q4_0, 0), (.q5_0, 1), (.q8_0, 2)])
-    func scaledFourRowsEqualSingleRows(_ type: GGMLType, _ which: Int) throws {
+    /// Prefill unpacks a weight row once and meets four activation rows at a time; the result
+    /// must equal the single-row kernel bit for bit, with plain AVX2 and with AVX-VNNI (where
+    /// this CPU has it), so prefill agrees with decode whatever the batch.
+    @Test(arguments: [GGMLType.q4_0, .q5_0, .q8_0])
+    func unpackedFourRowsEqualSingleRows(_ type: GGMLType) throws {
         let single = try #require(MatMul.quantizedDot(type))
-        var rng = SplitMix64(seed: 4242 + UInt64(which))
+        let unpack = try #require(MatMul.unpackSigned(type))
+        var kernels: [(String, MatMul.Dot4UnpackedKernel)] = [("avx2", pg_vec_dot4u_i8_q8_0)]
+        if pg_cpu_has_avx_vnni() != 0 { kernels.append(("vnni", pg_vec_dot4u_i8_q8_0_vnni)) }
+        var rng = SplitMix64(seed: 4242 + UInt64(type.rawValue))
         for n in [32, 96, 896, 4864] {
+            let nb = n / 32
             let w = RandomBlocks.row(type, count: n, scale: 0.05, rng: &rng)
             let stride = ActivationFormat.q8_0.rowBytes(n)
             var act = [UInt8](repeating: 0, count: 4 * stride)
             for t in 0 ..< 4 {
+                // Full-range activations, so the int8 products reach their largest magnitudes.
                 let x = rng.floats(n, in: -3 ... 3)
                 act.withUnsafeMutableBytes { MatMul.quantizeActivations(.q8_0, x, tokens: 1, columns: n, into: $0.baseAddress! + t * stride) }
             }
-            var scales = [Float](repeating: 0, count: 4 * n / 32)
-            var out = [Float](repeating: .nan, count: 4)
+            var scales = [Float](repeating: 0, count: 4 * nb)
+            var unpacked = [UInt8](repeating: 0, count: 64 * nb)
+            var weightScales = [Float](repeating: 0, count: nb)
             w.withUnsafeBytes { wb in act.withUnsafeBytes { ab in
                 pg_q8_0_row_scales(ab.baseAddress, Int64(stride), 4, Int64(n), &scales)
-                switch which {
-                case 0: pg_vec_dot4s_q4_0_q8_0(Int64(n), wb.baseAddress, ab.baseAddress, Int64(stride), scales, Int64(n / 32), &out)
-                case 1: pg_vec_dot4s_q5_0_q8_0(Int64(n), wb.baseAddress, ab.baseAddress, Int64(stride), scales, Int64(n / 32), &out)
-                default: pg_vec_dot4s_q8_0_q8_0(Int64(n), wb.baseAddress, ab.baseAddress, Int64(stride), scales, Int64(n / 32), &out)
-                }
-                for t in 0 ..< 4 {
-                    let expected = single(Int64(n), wb.baseAddress, ab.baseAddress! + t * stride)
-                    #expect(out[t].bitPattern == expected.bitPattern, "\(type) n=\(n) row \(t)")
+                unpacked.withUnsafeMutableBytes { unpack(wb.baseAddress, Int64(nb), $0.baseAddress, &weightScales) }
+                for (name, kernel) in kernels {
+                    var out = [Float](repeating: .nan, count: 4)
+                    unpacked.withUnsafeBytes { kernel(Int64(nb), $0.baseAddress, weightScales, ab.baseAddress, Int64(stride), scales, Int64(nb), &out) }
+                    for t in 0 ..< 4 {
+                        let expected = single(Int64(n), wb.baseAddress, ab.baseAddress! + t * stride)
+                        #expect(out[t].bitPattern == expected.bitPattern, "\(type) \(name) n=\(n) row \(t)")
+                    }
                 }
             } }
         }

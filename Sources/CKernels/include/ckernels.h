@@ -53,15 +53,22 @@ void pg_vec_dot4_q4_K_q8_K(int64_t n, const void *w, const void *a, int64_t a_st
 void pg_vec_dot4_q5_K_q8_K(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out);
 void pg_vec_dot4_q6_K_q8_K(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out);
 
-// As pg_vec_dot4_* for the Q8_0-paired formats with count = 4, taking each activation block's
-// scale as a float from `scales` (scales[t * scale_stride + b] = d of block b of row t), converted
-// once per mat-mul instead of once per weight row. Bit-identical to the single-row kernels.
-void pg_vec_dot4s_q4_0_q8_0(int64_t n, const void *w, const void *a, int64_t a_stride,
-                            const float *scales, int64_t scale_stride, float *out);
-void pg_vec_dot4s_q5_0_q8_0(int64_t n, const void *w, const void *a, int64_t a_stride,
-                            const float *scales, int64_t scale_stride, float *out);
-void pg_vec_dot4s_q8_0_q8_0(int64_t n, const void *w, const void *a, int64_t a_stride,
-                            const float *scales, int64_t scale_stride, float *out);
+// Prefill for the Q8_0-paired formats (Q4_0, Q5_0, Q8_0): a weight row of nb blocks unpacked
+// once into `unpacked` (64 bytes per block: 32 signed values, then their absolute values) and
+// `wd` (each block's scale as a float), for many activation rows to meet.
+void pg_unpack_q4_0_signed(const void *w, int64_t nb, void *unpacked, float *wd);
+void pg_unpack_q5_0_signed(const void *w, int64_t nb, void *unpacked, float *wd);
+void pg_unpack_q8_0_signed(const void *w, int64_t nb, void *unpacked, float *wd);
+// Four Q8_0 activation rows (a_stride bytes apart) against an unpacked weight row, reading each
+// activation block's scale as a float (scales[t * scale_stride + b] = d of block b of row t).
+// Bit-identical to the single-row kernels. The _vnni twin uses AVX-VNNI and gives the same
+// results; call it only where pg_cpu_has_avx_vnni().
+void pg_vec_dot4u_i8_q8_0(int64_t nb, const void *unpacked, const float *wd, const void *a, int64_t a_stride,
+                          const float *scales, int64_t scale_stride, float *out);
+void pg_vec_dot4u_i8_q8_0_vnni(int64_t nb, const void *unpacked, const float *wd, const void *a, int64_t a_stride,
+                               const float *scales, int64_t scale_stride, float *out);
+// Whether this CPU has AVX-VNNI (the VEX-encoded int8 dot products).
+int pg_cpu_has_avx_vnni(void);
 // The float scales of `rows` Q8_0 activation rows of n values, `a_stride` bytes apart.
 void pg_q8_0_row_scales(const void *a, int64_t a_stride, int64_t rows, int64_t n, float *scales);
 
