@@ -461,6 +461,72 @@ PG_UNPACK_SIGNED(pg_unpack_q8_0_signed, pg_block_q8_0, q8_0_weights)
 PG_DOT4U(pg_vec_dot4u_i8_q8_0, , PG_IDOT_AVX2)
 PG_DOT4U(pg_vec_dot4u_i8_q8_0_vnni, PG_VNNI, PG_IDOT_VNNI)
 
+// The same for the formats with a min (Q4_1, Q5_1, paired with Q8_1): the row unpacks into its
+// unsigned values (32 bytes per block) and (d, m) float pairs, the activations' (d, s) pairs come
+// as floats, and a block's [d_w*d_a, m_w*s_a] is the product block_scale_min forms.
+#define PG_UNPACK_UNSIGNED(NAME, WBLOCK, WEIGHTS)                                                 \
+    void NAME(const void *vw, int64_t nb, void *unpacked, float *wdm) {                           \
+        const WBLOCK *w = (const WBLOCK *)vw;                                                      \
+        uint8_t *o = (uint8_t *)unpacked;                                                         \
+        for (int64_t ib = 0; ib < nb; ib++) {                                                     \
+            _mm256_storeu_si256((__m256i *)(o + 32 * ib), WEIGHTS(&w[ib]));                       \
+            _mm_storel_pi((__m64 *)(wdm + 2 * ib), load_f16x2(&w[ib]));                           \
+        }                                                                                         \
+    }
+
+PG_UNPACK_UNSIGNED(pg_unpack_q4_1, pg_block_q4_1, q4_1_weights)
+PG_UNPACK_UNSIGNED(pg_unpack_q5_1, pg_block_q5_1, q5_1_weights)
+
+void pg_q8_1_row_scales(const void *va, int64_t a_stride, int64_t rows, int64_t n, float *ds) {
+    const int64_t nb = n / PG_QK;
+    for (int64_t t = 0; t < rows; t++) {
+        const pg_block_q8_1 *a = (const pg_block_q8_1 *)((const char *)va + t * a_stride);
+        for (int64_t b = 0; b < nb; b++) _mm_storel_pi((__m64 *)(ds + 2 * (t * nb + b)), load_f16x2(&a[b]));
+    }
+}
+
+static inline __m128 load_f32x2(const float *p) { return _mm_castpd_ps(_mm_load_sd((const double *)p)); }
+
+#define PG_ROW_STEP_MIN_U(ACC, SM, A, IB, Q, WDM, T, IDOT)                                        \
+    const __m128 SM = _mm_mul_ps(WDM, load_f32x2(ds + 2 * ((T) * ds_stride + (IB))));            \
+    ACC = _mm256_fmadd_ps(_mm256_broadcastss_ps(SM),                                              \
+                          _mm256_cvtepi32_ps(IDOT(Q, _mm256_loadu_si256((const __m256i *)A[IB].qs))), ACC)
+
+#define PG_DOT4U_MIN(NAME, ATTR, IDOT)                                                            \
+    ATTR void NAME(int64_t nb, const void *unpacked, const float *wdm, const void *va, int64_t a_stride, \
+                   const float *ds, int64_t ds_stride, float *out) {                              \
+        const uint8_t *wq = (const uint8_t *)unpacked;                                            \
+        PG_FOUR_ROWS(pg_block_q8_1);                                                              \
+        __m256 e0 = _mm256_setzero_ps(), e1 = _mm256_setzero_ps(), e2 = _mm256_setzero_ps(), e3 = _mm256_setzero_ps(); \
+        __m256 o0 = _mm256_setzero_ps(), o1 = _mm256_setzero_ps(), o2 = _mm256_setzero_ps(), o3 = _mm256_setzero_ps(); \
+        __m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps(), m2 = _mm_setzero_ps(), m3 = _mm_setzero_ps(); \
+        int64_t ib = 0;                                                                           \
+        for (; ib + 1 < nb; ib += 2) {                                                            \
+            const __m256i q0 = _mm256_loadu_si256((const __m256i *)(wq + 32 * ib));               \
+            const __m256i q1 = _mm256_loadu_si256((const __m256i *)(wq + 32 * (ib + 1)));         \
+            const __m128 w0 = load_f32x2(wdm + 2 * ib), w1 = load_f32x2(wdm + 2 * (ib + 1));      \
+            { PG_ROW_STEP_MIN_U(e0, s0, a0, ib, q0, w0, 0, IDOT); PG_ROW_STEP_MIN_U(o0, s1, a0, ib + 1, q1, w1, 0, IDOT); m0 = _mm_add_ps(m0, _mm_add_ps(s0, s1)); } \
+            { PG_ROW_STEP_MIN_U(e1, s0, a1, ib, q0, w0, 1, IDOT); PG_ROW_STEP_MIN_U(o1, s1, a1, ib + 1, q1, w1, 1, IDOT); m1 = _mm_add_ps(m1, _mm_add_ps(s0, s1)); } \
+            { PG_ROW_STEP_MIN_U(e2, s0, a2, ib, q0, w0, 2, IDOT); PG_ROW_STEP_MIN_U(o2, s1, a2, ib + 1, q1, w1, 2, IDOT); m2 = _mm_add_ps(m2, _mm_add_ps(s0, s1)); } \
+            { PG_ROW_STEP_MIN_U(e3, s0, a3, ib, q0, w0, 3, IDOT); PG_ROW_STEP_MIN_U(o3, s1, a3, ib + 1, q1, w1, 3, IDOT); m3 = _mm_add_ps(m3, _mm_add_ps(s0, s1)); } \
+        }                                                                                         \
+        if (ib < nb) {                                                                            \
+            const __m256i q0 = _mm256_loadu_si256((const __m256i *)(wq + 32 * ib));               \
+            const __m128 w0 = load_f32x2(wdm + 2 * ib);                                           \
+            { PG_ROW_STEP_MIN_U(e0, s0, a0, ib, q0, w0, 0, IDOT); m0 = _mm_add_ps(m0, s0); }      \
+            { PG_ROW_STEP_MIN_U(e1, s0, a1, ib, q0, w0, 1, IDOT); m1 = _mm_add_ps(m1, s0); }      \
+            { PG_ROW_STEP_MIN_U(e2, s0, a2, ib, q0, w0, 2, IDOT); m2 = _mm_add_ps(m2, s0); }      \
+            { PG_ROW_STEP_MIN_U(e3, s0, a3, ib, q0, w0, 3, IDOT); m3 = _mm_add_ps(m3, s0); }      \
+        }                                                                                         \
+        out[0] = hsum_f32x8(_mm256_add_ps(e0, o0)) + _mm_cvtss_f32(_mm_movehdup_ps(m0));          \
+        out[1] = hsum_f32x8(_mm256_add_ps(e1, o1)) + _mm_cvtss_f32(_mm_movehdup_ps(m1));          \
+        out[2] = hsum_f32x8(_mm256_add_ps(e2, o2)) + _mm_cvtss_f32(_mm_movehdup_ps(m2));          \
+        out[3] = hsum_f32x8(_mm256_add_ps(e3, o3)) + _mm_cvtss_f32(_mm_movehdup_ps(m3));          \
+    }
+
+PG_DOT4U_MIN(pg_vec_dot4u_u8_q8_1, , PG_IDOT_AVX2)
+PG_DOT4U_MIN(pg_vec_dot4u_u8_q8_1_vnni, PG_VNNI, PG_IDOT_VNNI)
+
 int pg_cpu_has_avx_vnni(void) { return __builtin_cpu_supports("avxvnni") ? 1 : 0; }
 
 void pg_q8_0_row_scales(const void *va, int64_t a_stride, int64_t rows, int64_t n, float *scales) {
@@ -472,6 +538,9 @@ void pg_q8_0_row_scales(const void *va, int64_t a_stride, int64_t rows, int64_t 
 }
 
 #undef PG_UNPACK_SIGNED
+#undef PG_UNPACK_UNSIGNED
+#undef PG_DOT4U_MIN
+#undef PG_ROW_STEP_MIN_U
 #undef PG_DOT4U
 #undef PG_ROW_STEP_U
 #undef PG_IDOT_AVX2

@@ -62,9 +62,20 @@ public enum MatMul {
         }
     }
 
+    /// For prefill with Q8_1 activations (the formats with a min): unpacks a weight row once
+    /// into unsigned bytes and (d, m) pairs, for `unpackedDot4Min`.
+    public static func unpackUnsigned(_ type: GGMLType) -> UnpackKernel? {
+        switch type {
+        case .q4_1: return pg_unpack_q4_1
+        case .q5_1: return pg_unpack_q5_1
+        default: return nil
+        }
+    }
+
     /// Four activation rows against an unpacked weight row (AVX-VNNI where the CPU has it; the
     /// results are the same either way).
     public static let unpackedDot4: Dot4UnpackedKernel = hasAVXVNNI ? pg_vec_dot4u_i8_q8_0_vnni : pg_vec_dot4u_i8_q8_0
+    public static let unpackedDot4Min: Dot4UnpackedKernel = hasAVXVNNI ? pg_vec_dot4u_u8_q8_1_vnni : pg_vec_dot4u_u8_q8_1
 
     /// Whether the int8 kernels use AVX-VNNI. `PANGALACTIC_NO_VNNI=1` turns it off, for
     /// comparisons at the plain AVX2 level.
@@ -129,6 +140,11 @@ public enum MatMul {
             pg_q8_0_row_scales(scratch + group.scratchOffset(format: f, tokens: tokens), Int64(ActivationFormat.q8_0.rowBytes(columns)),
                                Int64(tokens), Int64(columns), scales)
         }
+        let pairScales = (scratch + group.pairScaleOffset(tokens: tokens)).assumingMemoryBound(to: Float.self)
+        if tokens >= 4, let f = group.formats.firstIndex(of: .q8_1) {
+            pg_q8_1_row_scales(scratch + group.scratchOffset(format: f, tokens: tokens), Int64(ActivationFormat.q8_1.rowBytes(columns)),
+                               Int64(tokens), Int64(columns), pairScales)
+        }
         let blocksPerRow = Int64(columns / 32)
         let n = Int64(columns)
         pool.parallelFor(group.totalRows, granule: 8) { range in
@@ -143,11 +159,21 @@ public enum MatMul {
                     let act = UnsafeRawPointer(scratch + group.scratchOffset(format: f, tokens: tokens))
                     let actStride = format.rowBytes(columns)
                     let dot4 = tokens >= 4 ? quantizedDot4(w.type) : nil
-                    let unpack = tokens >= 4 && format == .q8_0 ? unpackSigned(w.type) : nil
+                    // Prefill: the weight row unpacked once per chunk of tokens, and the
+                    // matching kernel with the activations' block scales as floats.
                     let nb = Int(blocksPerRow)
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 + 17 * nb) { buffer in
+                    var unpack: UnpackKernel?, unpackedDot: Dot4UnpackedKernel = unpackedDot4
+                    var actScales = scales, scalesPerBlock = 1
+                    if tokens >= 4 {
+                        if format == .q8_0, let u = unpackSigned(w.type) {
+                            unpack = u
+                        } else if format == .q8_1, let u = unpackUnsigned(w.type) {
+                            (unpack, unpackedDot, actScales, scalesPerBlock) = (u, unpackedDot4Min, pairScales, 2)
+                        }
+                    }
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 + 18 * nb) { buffer in
                         let four = buffer.baseAddress!, rowScales = four + 4
-                        let unpacked = UnsafeMutableRawPointer(rowScales + nb)
+                        let unpacked = UnsafeMutableRawPointer(rowScales + 2 * nb)
                         // Tokens in chunks whose activations stay in L1 while every weight row of
                         // this range meets them; each row is unpacked once per chunk.
                         let grouped = unpack == nil ? 0 : tokens - tokens % 4
@@ -158,8 +184,8 @@ public enum MatMul {
                                 unpack(w.row(r), blocksPerRow, unpacked, rowScales)
                                 var t = chunkStart
                                 while t < chunkEnd {
-                                    unpackedDot4(blocksPerRow, unpacked, rowScales, act + t * actStride, Int64(actStride),
-                                                 scales + t * nb, blocksPerRow, four)
+                                    unpackedDot(blocksPerRow, unpacked, rowScales, act + t * actStride, Int64(actStride),
+                                                actScales + t * nb * scalesPerBlock, blocksPerRow, four)
                                     for i in 0 ..< 4 { out[(t + i) * rows + r] = four[i] }
                                     t += 4
                                 }

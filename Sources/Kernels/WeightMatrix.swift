@@ -124,8 +124,13 @@ public struct MatrixGroup: @unchecked Sendable {
     /// Where the float scales of the Q8_0 activation blocks start (prefill reads them as floats).
     func scaleOffset(tokens: Int) -> Int { scratchOffset(format: formats.count, tokens: tokens) }
 
+    /// Where the float (d, s) pairs of the Q8_1 activation blocks start (prefill reads them as floats).
+    func pairScaleOffset(tokens: Int) -> Int {
+        scaleOffset(tokens: tokens) + (formats.contains(.q8_0) ? (tokens * (columns / 32) * 4 + 63) / 64 * 64 : 0)
+    }
+
     /// Scratch bytes a multiply of `tokens` rows needs.
     public func scratchBytes(tokens: Int) -> Int {
-        scaleOffset(tokens: tokens) + (formats.contains(.q8_0) ? (tokens * (columns / 32) * 4 + 63) / 64 * 64 : 0)
+        pairScaleOffset(tokens: tokens) + (formats.contains(.q8_1) ? (tokens * (columns / 32) * 8 + 63) / 64 * 64 : 0)
     }
 }

@@ -67,6 +67,16 @@ void pg_vec_dot4u_i8_q8_0(int64_t nb, const void *unpacked, const float *wd, con
                           const float *scales, int64_t scale_stride, float *out);
 void pg_vec_dot4u_i8_q8_0_vnni(int64_t nb, const void *unpacked, const float *wd, const void *a, int64_t a_stride,
                                const float *scales, int64_t scale_stride, float *out);
+// The same for the formats with a min (Q4_1, Q5_1) and Q8_1 activations: the weight row unpacks
+// into unsigned values (32 bytes per block) and (d, m) float pairs `wdm`; the activations' (d, s)
+// come as float pairs from pg_q8_1_row_scales (ds[2 * (t * ds_stride + b)]).
+void pg_unpack_q4_1(const void *w, int64_t nb, void *unpacked, float *wdm);
+void pg_unpack_q5_1(const void *w, int64_t nb, void *unpacked, float *wdm);
+void pg_q8_1_row_scales(const void *a, int64_t a_stride, int64_t rows, int64_t n, float *ds);
+void pg_vec_dot4u_u8_q8_1(int64_t nb, const void *unpacked, const float *wdm, const void *a, int64_t a_stride,
+                          const float *ds, int64_t ds_stride, float *out);
+void pg_vec_dot4u_u8_q8_1_vnni(int64_t nb, const void *unpacked, const float *wdm, const void *a, int64_t a_stride,
+                               const float *ds, int64_t ds_stride, float *out);
 // Whether this CPU has AVX-VNNI (the VEX-encoded int8 dot products).
 int pg_cpu_has_avx_vnni(void);
 // The float scales of `rows` Q8_0 activation rows of n values, `a_stride` bytes apart.
