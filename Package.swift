@@ -33,7 +33,7 @@ let package = Package(
         .executableTarget(
             name: "CLI",
             dependencies: [
-                "Engine", "GGUF", "Models", "Tokenizer", "Sampling", "StarStream", "Node",
+                "Engine", "GGUF", "Kernels", "Models", "Tokenizer", "Sampling", "StarStream", "Node",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

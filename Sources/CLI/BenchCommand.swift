@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import GGUF
+import Kernels
 import Models
 
 /// llama-bench-style throughput: pp (prompt processing) and tg (generation) in tokens/s.
@@ -74,6 +75,7 @@ struct Bench: ParsableCommand {
         let bytesPerToken = Double(engine.weightBytesPerToken)
         let roofline = bandwidth / bytesPerToken
         print("model: \(path)")
+        print("int8 kernels: \(MatMul.hasAVXVNNI ? "AVX2 with AVX-VNNI" : "AVX2") (PANGALACTIC_NO_VNNI=1 for plain AVX2)")
         print("threads: \(engine.pool.activeThreads), read bandwidth \(fmt(bandwidth / 1e9, 1)) GB/s, " +
             "\(fmt(bytesPerToken / 1e6, 1)) MB of weights per token, decode roofline \(fmt(roofline, 1)) tok/s")
         print("| test | t/s |")
