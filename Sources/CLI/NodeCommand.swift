@@ -48,7 +48,7 @@ struct NodeCommand: ParsableCommand {
     var batchSize: Int = 256
 
     @Option(name: .customLong("decode-groups"),
-            help: "Decode micro-batches kept apart around the ring (default: one per stage, so every stage has work; 1 when the stages share cores).")
+            help: "Decode micro-batches kept apart around the ring (default: 1 when --next is on loopback, as stages that share cores cannot overlap; else one per stage, so every stage has work).")
     var decodeGroups: Int?
 
     func run() throws {

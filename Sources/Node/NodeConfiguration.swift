@@ -24,6 +24,11 @@ public struct NodeAddress: Sendable, Equatable, CustomStringConvertible {
         self.port = port
     }
 
+    /// Whether this names the local machine through the loopback interface.
+    public var isLoopback: Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
     /// A TCP port on 127.0.0.1 the kernel just handed out (bound to port 0, then released), for
     /// local clusters started by `bench --nodes` and the tests.
     public static func freeLoopbackPort() throws(NodeError) -> Int {
@@ -66,10 +71,11 @@ public struct NodeConfiguration: Sendable {
     public var contextLength: Int = 4096
     /// Rows per batch through the layers (prompt chunks are split to fit).
     public var maxBatchTokens: Int = 256
-    /// Decode micro-batches kept apart around the ring. One per stage (the default, estimated
-    /// from the share of layers this node holds) lets every stage work at once when each brings
-    /// its own cores. Stages that share cores gain nothing from that overlap and lose by reading
-    /// every weight once per group, so they want 1: one batch of every ready sequence.
+    /// Decode micro-batches kept apart around the ring. One per stage lets every stage work at
+    /// once when each brings its own cores. Stages that share cores gain nothing from that
+    /// overlap and lose by reading every weight once per group, so they want 1: one batch of
+    /// every ready sequence. The default is 1 when the next stage is on loopback (this machine),
+    /// else one per stage, estimated from the share of layers this node holds.
     public var decodeGroups: Int?
     /// Node 0 sends a probe around the ring this often...
     public var probeIntervalSeconds: Double = 0.5

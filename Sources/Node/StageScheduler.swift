@@ -145,9 +145,11 @@ final class StageScheduler: @unchecked Sendable {
         pthread_mutex_destroy(&mutex)
     }
 
-    /// Decode groups: configured, or one per stage, estimated from this node's share of the layers.
+    /// Decode groups: configured; 1 when the next stage shares this machine (loopback); else
+    /// one per stage, estimated from this node's share of the layers.
     private static func decodeGroups(_ configuration: NodeConfiguration, _ model: TransformerModel) -> Int {
         if let k = configuration.decodeGroups { return max(1, k) }
+        if configuration.next.isLoopback { return 1 }
         return max(1, Int((Double(model.config.layerCount) / Double(max(1, model.layers.count))).rounded()))
     }
 
