@@ -292,102 +292,17 @@ PG_DOT32_WITH_MIN(pg_vec_dot_q4_1_q8_1, pg_block_q4_1, q4_1_weights)
 PG_DOT32_WITH_MIN(pg_vec_dot_q5_1_q8_1, pg_block_q5_1, q5_1_weights)
 
 // ---- Four activation rows per weight row (prefill) -------------------------------------------
-// Each weight block is unpacked once and meets all four rows. Per row, the float work mirrors the
-// single-row kernels exactly (even blocks into e, odd blocks into o, min terms added in pairs), so
-// the results equal the single-row kernel bit for bit and prefill agrees with decode.
-
 // Signed weights meet signed activations as maddubs(|w|, sign(a, w)): |w| is computed once per
 // weight block, leaving one sign and one maddubs per row. The int32 lane sums equal those of the
 // single-row kernels' unsigned forms exactly, so the float results do too.
 static inline __m256i q4_0_signed(const pg_block_q4_0 *b) { return _mm256_sub_epi8(nibbles_32(b->qs), _mm256_set1_epi8(8)); }
 static inline __m256i q5_0_signed(const pg_block_q5_0 *b) { return _mm256_sub_epi8(q5_0_weights(b), _mm256_set1_epi8(16)); }
 
-#define PG_ROW_STEP(ACC, A, IB, Q, QABS)                                                          \
-    ACC = _mm256_fmadd_ps(block_scale(&w[IB], &A[IB]),                                            \
-                          _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(QABS,          \
-                              _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)A[IB].qs), Q)), _mm256_set1_epi16(1))), ACC)
-
 #define PG_FOUR_ROWS(ABLOCK)                                                                      \
     const ABLOCK *a0 = (const ABLOCK *)va;                                                        \
     const ABLOCK *a1 = (const ABLOCK *)((const char *)va + a_stride);                             \
     const ABLOCK *a2 = (const ABLOCK *)((const char *)va + 2 * a_stride);                         \
     const ABLOCK *a3 = (const ABLOCK *)((const char *)va + 3 * a_stride)
-
-#define PG_DOT4_SYMMETRIC(NAME, SINGLE, WBLOCK, ABLOCK, WEIGHTS)                                  \
-    void NAME(int64_t n, const void *vw, const void *va, int64_t a_stride, int64_t count, float *out) { \
-        if (count != 4) {                                                                         \
-            for (int64_t t = 0; t < count; t++) out[t] = SINGLE(n, vw, (const char *)va + t * a_stride); \
-            return;                                                                               \
-        }                                                                                         \
-        const WBLOCK *w = (const WBLOCK *)vw;                                                      \
-        PG_FOUR_ROWS(ABLOCK);                                                                     \
-        const int64_t nb = n / PG_QK;                                                             \
-        __m256 e0 = _mm256_setzero_ps(), e1 = _mm256_setzero_ps(), e2 = _mm256_setzero_ps(), e3 = _mm256_setzero_ps(); \
-        __m256 o0 = _mm256_setzero_ps(), o1 = _mm256_setzero_ps(), o2 = _mm256_setzero_ps(), o3 = _mm256_setzero_ps(); \
-        int64_t ib = 0;                                                                           \
-        for (; ib + 1 < nb; ib += 2) {                                                            \
-            const __m256i q0 = WEIGHTS(&w[ib]), q0a = _mm256_sign_epi8(q0, q0);                  \
-            PG_ROW_STEP(e0, a0, ib, q0, q0a); PG_ROW_STEP(e1, a1, ib, q0, q0a);                   \
-            PG_ROW_STEP(e2, a2, ib, q0, q0a); PG_ROW_STEP(e3, a3, ib, q0, q0a);                   \
-            const __m256i q1 = WEIGHTS(&w[ib + 1]), q1a = _mm256_sign_epi8(q1, q1);              \
-            PG_ROW_STEP(o0, a0, ib + 1, q1, q1a); PG_ROW_STEP(o1, a1, ib + 1, q1, q1a);           \
-            PG_ROW_STEP(o2, a2, ib + 1, q1, q1a); PG_ROW_STEP(o3, a3, ib + 1, q1, q1a);           \
-        }                                                                                         \
-        if (ib < nb) {                                                                            \
-            const __m256i q0 = WEIGHTS(&w[ib]), q0a = _mm256_sign_epi8(q0, q0);                  \
-            PG_ROW_STEP(e0, a0, ib, q0, q0a); PG_ROW_STEP(e1, a1, ib, q0, q0a);                   \
-            PG_ROW_STEP(e2, a2, ib, q0, q0a); PG_ROW_STEP(e3, a3, ib, q0, q0a);                   \
-        }                                                                                         \
-        out[0] = hsum_f32x8(_mm256_add_ps(e0, o0));                                               \
-        out[1] = hsum_f32x8(_mm256_add_ps(e1, o1));                                               \
-        out[2] = hsum_f32x8(_mm256_add_ps(e2, o2));                                               \
-        out[3] = hsum_f32x8(_mm256_add_ps(e3, o3));                                               \
-    }
-
-#define PG_ROW_STEP_MIN(ACC, SM, A, IB, Q)                                                        \
-    const __m128 SM = block_scale_min(&w[IB], &A[IB]);                                            \
-    ACC = _mm256_fmadd_ps(_mm256_broadcastss_ps(SM),                                              \
-                          _mm256_cvtepi32_ps(dot_u8_i8(Q, _mm256_loadu_si256((const __m256i *)A[IB].qs))), ACC)
-
-#define PG_DOT4_WITH_MIN(NAME, SINGLE, WBLOCK, WEIGHTS)                                           \
-    void NAME(int64_t n, const void *vw, const void *va, int64_t a_stride, int64_t count, float *out) { \
-        if (count != 4) {                                                                         \
-            for (int64_t t = 0; t < count; t++) out[t] = SINGLE(n, vw, (const char *)va + t * a_stride); \
-            return;                                                                               \
-        }                                                                                         \
-        const WBLOCK *w = (const WBLOCK *)vw;                                                      \
-        PG_FOUR_ROWS(pg_block_q8_1);                                                              \
-        const int64_t nb = n / PG_QK;                                                             \
-        __m256 e0 = _mm256_setzero_ps(), e1 = _mm256_setzero_ps(), e2 = _mm256_setzero_ps(), e3 = _mm256_setzero_ps(); \
-        __m256 o0 = _mm256_setzero_ps(), o1 = _mm256_setzero_ps(), o2 = _mm256_setzero_ps(), o3 = _mm256_setzero_ps(); \
-        __m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps(), m2 = _mm_setzero_ps(), m3 = _mm_setzero_ps(); \
-        int64_t ib = 0;                                                                           \
-        for (; ib + 1 < nb; ib += 2) {                                                            \
-            const __m256i q0 = WEIGHTS(&w[ib]);                                                   \
-            const __m256i q1 = WEIGHTS(&w[ib + 1]);                                               \
-            { PG_ROW_STEP_MIN(e0, s0, a0, ib, q0); PG_ROW_STEP_MIN(o0, s1, a0, ib + 1, q1); m0 = _mm_add_ps(m0, _mm_add_ps(s0, s1)); } \
-            { PG_ROW_STEP_MIN(e1, s0, a1, ib, q0); PG_ROW_STEP_MIN(o1, s1, a1, ib + 1, q1); m1 = _mm_add_ps(m1, _mm_add_ps(s0, s1)); } \
-            { PG_ROW_STEP_MIN(e2, s0, a2, ib, q0); PG_ROW_STEP_MIN(o2, s1, a2, ib + 1, q1); m2 = _mm_add_ps(m2, _mm_add_ps(s0, s1)); } \
-            { PG_ROW_STEP_MIN(e3, s0, a3, ib, q0); PG_ROW_STEP_MIN(o3, s1, a3, ib + 1, q1); m3 = _mm_add_ps(m3, _mm_add_ps(s0, s1)); } \
-        }                                                                                         \
-        if (ib < nb) {                                                                            \
-            const __m256i q0 = WEIGHTS(&w[ib]);                                                   \
-            { PG_ROW_STEP_MIN(e0, s0, a0, ib, q0); m0 = _mm_add_ps(m0, s0); }                     \
-            { PG_ROW_STEP_MIN(e1, s0, a1, ib, q0); m1 = _mm_add_ps(m1, s0); }                     \
-            { PG_ROW_STEP_MIN(e2, s0, a2, ib, q0); m2 = _mm_add_ps(m2, s0); }                     \
-            { PG_ROW_STEP_MIN(e3, s0, a3, ib, q0); m3 = _mm_add_ps(m3, s0); }                     \
-        }                                                                                         \
-        out[0] = hsum_f32x8(_mm256_add_ps(e0, o0)) + _mm_cvtss_f32(_mm_movehdup_ps(m0));          \
-        out[1] = hsum_f32x8(_mm256_add_ps(e1, o1)) + _mm_cvtss_f32(_mm_movehdup_ps(m1));          \
-        out[2] = hsum_f32x8(_mm256_add_ps(e2, o2)) + _mm_cvtss_f32(_mm_movehdup_ps(m2));          \
-        out[3] = hsum_f32x8(_mm256_add_ps(e3, o3)) + _mm_cvtss_f32(_mm_movehdup_ps(m3));          \
-    }
-
-PG_DOT4_SYMMETRIC(pg_vec_dot4_q4_0_q8_0, pg_vec_dot_q4_0_q8_0, pg_block_q4_0, pg_block_q8_0, q4_0_signed)
-PG_DOT4_SYMMETRIC(pg_vec_dot4_q5_0_q8_0, pg_vec_dot_q5_0_q8_0, pg_block_q5_0, pg_block_q8_0, q5_0_signed)
-PG_DOT4_SYMMETRIC(pg_vec_dot4_q8_0_q8_0, pg_vec_dot_q8_0_q8_0, pg_block_q8_0, pg_block_q8_0, q8_0_weights)
-PG_DOT4_WITH_MIN(pg_vec_dot4_q4_1_q8_1, pg_vec_dot_q4_1_q8_1, pg_block_q4_1, q4_1_weights)
-PG_DOT4_WITH_MIN(pg_vec_dot4_q5_1_q8_1, pg_vec_dot_q5_1_q8_1, pg_block_q5_1, q5_1_weights)
 
 // Prefill, where one weight row meets many activation rows: the row is unpacked once into
 // signed bytes and their absolute values (64 bytes per block) plus float scales, and every group
@@ -546,10 +461,6 @@ void pg_q8_0_row_scales(const void *va, int64_t a_stride, int64_t rows, int64_t 
 #undef PG_IDOT_AVX2
 #undef PG_IDOT_VNNI
 #undef PG_VNNI
-#undef PG_DOT4_SYMMETRIC
-#undef PG_DOT4_WITH_MIN
-#undef PG_ROW_STEP
-#undef PG_ROW_STEP_MIN
 #undef PG_FOUR_ROWS
 #undef PG_DOT32_SYMMETRIC
 #undef PG_DOT32_WITH_MIN

@@ -30,15 +30,11 @@ public enum MatMul {
 
     public typealias Dot4Kernel = @convention(c) (Int64, UnsafeRawPointer?, UnsafeRawPointer?, Int64, Int64, UnsafeMutablePointer<Float>?) -> Void
 
-    /// The dot product of one weight row with four activation rows at once (prefill), equal bit
-    /// for bit to four single-row dots.
+    /// The dot product of one K-quant weight row with up to four activation rows at once
+    /// (prefill), equal bit for bit to single-row dots. The 32-wide formats take the
+    /// unpack-once path instead (`unpackSigned`, `unpackUnsigned`).
     public static func quantizedDot4(_ type: GGMLType) -> Dot4Kernel? {
         switch type {
-        case .q4_0: return pg_vec_dot4_q4_0_q8_0
-        case .q4_1: return pg_vec_dot4_q4_1_q8_1
-        case .q5_0: return pg_vec_dot4_q5_0_q8_0
-        case .q5_1: return pg_vec_dot4_q5_1_q8_1
-        case .q8_0: return pg_vec_dot4_q8_0_q8_0
         case .q4_K: return pg_vec_dot4_q4_K_q8_K
         case .q5_K: return pg_vec_dot4_q5_K_q8_K
         case .q6_K: return pg_vec_dot4_q6_K_q8_K

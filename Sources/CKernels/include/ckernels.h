@@ -42,13 +42,9 @@ float pg_vec_dot_q5_K_q8_K_ref(int64_t n, const void *w, const void *a);
 float pg_vec_dot_q6_K_q8_K_ref(int64_t n, const void *w, const void *a);
 
 // ---- Several activation rows per weight row (prefill) ------------------------------------------
-// out[i] = pg_vec_dot_<w>_<a>(n, w, a + i * a_stride) for 0 <= i < count, 1 <= count <= 4, equal
-// bit for bit to the single-row kernel, but each weight block is unpacked once for all rows.
-void pg_vec_dot4_q4_0_q8_0(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out);
-void pg_vec_dot4_q4_1_q8_1(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out);
-void pg_vec_dot4_q5_0_q8_0(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out);
-void pg_vec_dot4_q5_1_q8_1(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out);
-void pg_vec_dot4_q8_0_q8_0(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out);
+// The K-quants: out[i] = pg_vec_dot_<w>_<a>(n, w, a + i * a_stride) for 0 <= i < count,
+// 1 <= count <= 4, equal bit for bit to the single-row kernel, but each weight block is unpacked
+// once for all rows. (The 32-wide formats unpack a whole row once instead: pg_unpack_* below.)
 void pg_vec_dot4_q4_K_q8_K(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out);
 void pg_vec_dot4_q5_K_q8_K(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out);
 void pg_vec_dot4_q6_K_q8_K(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out);

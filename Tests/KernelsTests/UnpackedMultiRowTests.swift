@@ -4,39 +4,8 @@ import Kernels
 import TestSupport
 import Testing
 
-/// The four-row prefill kernels must equal four single-row dot products bit for bit, so that
-/// prefill and decode compute identical numbers.
-@Suite struct MultiRowLegacyTests {
-    @Test(arguments: [GGMLType.q4_0, .q4_1, .q5_0, .q5_1, .q8_0])
-    func fourRowsEqualSingleRows(_ type: GGMLType) throws {
-        let single = try #require(MatMul.quantizedDot(type))
-        let four = try #require(MatMul.quantizedDot4(type))
-        let format = ActivationFormat(pairingWith: type)
-        var rng = SplitMix64(seed: UInt64(type.rawValue) * 31)
-        for n in [32, 96, 576, 896, 1536] {
-            let w = RandomBlocks.row(type, count: n, scale: 0.05, rng: &rng)
-            let stride = format.rowBytes(n) + 32
-            var act = [UInt8](repeating: 0, count: 4 * stride)
-            for t in 0 ..< 4 {
-                let x = rng.floats(n, in: -3 ... 3)
-                act.withUnsafeMutableBytes { MatMul.quantizeActivations(format, x, tokens: 1, columns: n, into: $0.baseAddress! + t * stride) }
-            }
-            for count in 1 ... 4 {
-                var out = [Float](repeating: .nan, count: 4)
-                w.withUnsafeBytes { wb in act.withUnsafeBytes { ab in
-                    four(Int64(n), wb.baseAddress, ab.baseAddress, Int64(stride), Int64(count), &out)
-                    for t in 0 ..< count {
-                        let expected = single(Int64(n), wb.baseAddress, ab.baseAddress! + t * stride)
-                        #expect(out[t].bitPattern == expected.bitPattern, "\(type) n=\(n) count=\(count) row \(t)")
-                    }
-                } }
-            }
-        }
-    }
-}
-
-/// The prefill kernels that read Q8_0 activation scales as floats equal the single-row kernels.
-@Suite struct ScaledMultiRowTests {
+/// The prefill kernels of the 32-wide formats equal the single-row kernels.
+@Suite struct UnpackedMultiRowTests {
     /// Prefill unpacks a weight row once and meets four activation rows at a time; the result
     /// must equal the single-row kernel bit for bit, with plain AVX2 and with AVX-VNNI (where
     /// this CPU has it), so prefill agrees with decode whatever the batch.
