@@ -167,7 +167,9 @@ public enum MatMul {
                             (unpack, unpackedDot, actScales, scalesPerBlock) = (u, unpackedDot4Min, pairScales, 2)
                         }
                     }
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 + 18 * nb) { buffer in
+                    // Room for four results, and for an unpacked row (64 bytes and up to two
+                    // scales per block) only where prefill unpacks.
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: unpack == nil ? 4 : 4 + 18 * nb) { buffer in
                         let four = buffer.baseAddress!, rowScales = four + 4
                         let unpacked = UnsafeMutableRawPointer(rowScales + 2 * nb)
                         // Tokens in chunks whose activations stay in L1 while every weight row of
