@@ -23,13 +23,13 @@ static float softmax_in_place(float *s, int64_t n) {
     return (float)(1.0 / sum);
 }
 
-void pg_attend_head_f32(const float *q, const float *k, const float *v, int64_t stride, int64_t span,
-                        int64_t hd, float scale, float *scores, float *out) {
-    if (hd % 8 != 0 || hd > 256) {
-        pg_attend_head_f32_ref(q, k, v, stride, span, hd, scale, scores, out);
-        return;
-    }
-    const int64_t nv = hd / 8;
+// The body for NV vectors of 8 per head. Called with a constant NV, the query and the output
+// accumulators live in registers; with a run-time count the compiler keeps the arrays on the
+// stack, and every value update becomes a load, an FMA and a store chained through memory.
+// The arithmetic (its order included) is the same for every NV, so are the results.
+static inline __attribute__((always_inline)) void attend(const float *q, const float *k, const float *v,
+                                                          int64_t stride, int64_t span, const int64_t nv,
+                                                          float scale, float *scores, float *out) {
     __m256 qv[32];
     for (int64_t i = 0; i < nv; i++) qv[i] = _mm256_loadu_ps(q + 8 * i);
     for (int64_t j = 0; j < span; j++) {
@@ -45,15 +45,37 @@ void pg_attend_head_f32(const float *q, const float *k, const float *v, int64_t 
         scores[j] = hsum256(_mm256_add_ps(acc0, acc1)) * scale;
     }
     const float inv = softmax_in_place(scores, span);
-    __m256 o[32];
-    for (int64_t i = 0; i < nv; i++) o[i] = _mm256_setzero_ps();
-    for (int64_t j = 0; j < span; j++) {
-        const __m256 p = _mm256_set1_ps(scores[j]);
-        const float *vr = v + j * stride;
-        for (int64_t i = 0; i < nv; i++) o[i] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vr + 8 * i), o[i]);
+    // Values in slices of up to 8 vectors, each slice's accumulators in registers for the whole
+    // span (each output lane still sums its terms in key order).
+    for (int64_t i0 = 0; i0 < nv; i0 += 8) {
+        const int64_t m = nv - i0 < 8 ? nv - i0 : 8;
+        __m256 o[8];
+        for (int64_t i = 0; i < m; i++) o[i] = _mm256_setzero_ps();
+        for (int64_t j = 0; j < span; j++) {
+            const __m256 p = _mm256_set1_ps(scores[j]);
+            const float *vr = v + j * stride + 8 * i0;
+            for (int64_t i = 0; i < m; i++) o[i] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vr + 8 * i), o[i]);
+        }
+        const __m256 vinv = _mm256_set1_ps(inv);
+        for (int64_t i = 0; i < m; i++) _mm256_storeu_ps(out + 8 * (i0 + i), _mm256_mul_ps(o[i], vinv));
     }
-    const __m256 vinv = _mm256_set1_ps(inv);
-    for (int64_t i = 0; i < nv; i++) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(o[i], vinv));
+}
+
+void pg_attend_head_f32(const float *q, const float *k, const float *v, int64_t stride, int64_t span,
+                        int64_t hd, float scale, float *scores, float *out) {
+    switch (hd) {
+    case 64: attend(q, k, v, stride, span, 8, scale, scores, out); return;
+    case 128: attend(q, k, v, stride, span, 16, scale, scores, out); return;
+    case 32: attend(q, k, v, stride, span, 4, scale, scores, out); return;
+    case 80: attend(q, k, v, stride, span, 10, scale, scores, out); return;
+    case 96: attend(q, k, v, stride, span, 12, scale, scores, out); return;
+    default:
+        if (hd % 8 != 0 || hd > 256) {
+            pg_attend_head_f32_ref(q, k, v, stride, span, hd, scale, scores, out);
+            return;
+        }
+        attend(q, k, v, stride, span, hd / 8, scale, scores, out);
+    }
 }
 
 void pg_attend_head_f32_ref(const float *q, const float *k, const float *v, int64_t stride, int64_t span,
