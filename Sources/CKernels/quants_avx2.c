@@ -336,6 +336,16 @@ PG_UNPACK_SIGNED(pg_unpack_q8_0_signed, pg_block_q8_0, q8_0_weights)
     ACC = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&scales[(T) * scale_stride + (IB)])), \
                           _mm256_cvtepi32_ps(IDOT(QABS, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)A[IB].qs), Q))), ACC)
 
+// Unpacked block IB against the four rows, into accumulators A0..A3.
+#define PG_BLOCK_U(A0, A1, A2, A3, IB, IDOT)                                                      \
+    {                                                                                             \
+        const __m256 dw = _mm256_broadcast_ss(&wd[IB]);                                           \
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(wq + 64 * (IB)));                  \
+        const __m256i qa = _mm256_loadu_si256((const __m256i *)(wq + 64 * (IB) + 32));            \
+        PG_ROW_STEP_U(A0, a0, IB, q, qa, 0, IDOT); PG_ROW_STEP_U(A1, a1, IB, q, qa, 1, IDOT);      \
+        PG_ROW_STEP_U(A2, a2, IB, q, qa, 2, IDOT); PG_ROW_STEP_U(A3, a3, IB, q, qa, 3, IDOT);      \
+    }
+
 #define PG_DOT4U(NAME, ATTR, IDOT)                                                                \
     ATTR void NAME(int64_t nb, const void *unpacked, const float *wd, const void *va, int64_t a_stride, \
                    const float *scales, int64_t scale_stride, float *out) {                       \
@@ -345,28 +355,10 @@ PG_UNPACK_SIGNED(pg_unpack_q8_0_signed, pg_block_q8_0, q8_0_weights)
         __m256 o0 = _mm256_setzero_ps(), o1 = _mm256_setzero_ps(), o2 = _mm256_setzero_ps(), o3 = _mm256_setzero_ps(); \
         int64_t ib = 0;                                                                           \
         for (; ib + 1 < nb; ib += 2) {                                                            \
-            {                                                                                     \
-                const __m256 dw = _mm256_broadcast_ss(&wd[ib]);                                   \
-                const __m256i q = _mm256_loadu_si256((const __m256i *)(wq + 64 * ib));            \
-                const __m256i qa = _mm256_loadu_si256((const __m256i *)(wq + 64 * ib + 32));      \
-                PG_ROW_STEP_U(e0, a0, ib, q, qa, 0, IDOT); PG_ROW_STEP_U(e1, a1, ib, q, qa, 1, IDOT); \
-                PG_ROW_STEP_U(e2, a2, ib, q, qa, 2, IDOT); PG_ROW_STEP_U(e3, a3, ib, q, qa, 3, IDOT); \
-            }                                                                                     \
-            {                                                                                     \
-                const __m256 dw = _mm256_broadcast_ss(&wd[ib + 1]);                               \
-                const __m256i q = _mm256_loadu_si256((const __m256i *)(wq + 64 * (ib + 1)));      \
-                const __m256i qa = _mm256_loadu_si256((const __m256i *)(wq + 64 * (ib + 1) + 32)); \
-                PG_ROW_STEP_U(o0, a0, ib + 1, q, qa, 0, IDOT); PG_ROW_STEP_U(o1, a1, ib + 1, q, qa, 1, IDOT); \
-                PG_ROW_STEP_U(o2, a2, ib + 1, q, qa, 2, IDOT); PG_ROW_STEP_U(o3, a3, ib + 1, q, qa, 3, IDOT); \
-            }                                                                                     \
+            PG_BLOCK_U(e0, e1, e2, e3, ib, IDOT)                                                  \
+            PG_BLOCK_U(o0, o1, o2, o3, ib + 1, IDOT)                                              \
         }                                                                                         \
-        if (ib < nb) {                                                                            \
-            const __m256 dw = _mm256_broadcast_ss(&wd[ib]);                                       \
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(wq + 64 * ib));                \
-            const __m256i qa = _mm256_loadu_si256((const __m256i *)(wq + 64 * ib + 32));          \
-            PG_ROW_STEP_U(e0, a0, ib, q, qa, 0, IDOT); PG_ROW_STEP_U(e1, a1, ib, q, qa, 1, IDOT);  \
-            PG_ROW_STEP_U(e2, a2, ib, q, qa, 2, IDOT); PG_ROW_STEP_U(e3, a3, ib, q, qa, 3, IDOT);  \
-        }                                                                                         \
+        if (ib < nb) PG_BLOCK_U(e0, e1, e2, e3, ib, IDOT)                                         \
         out[0] = hsum_f32x8(_mm256_add_ps(e0, o0));                                               \
         out[1] = hsum_f32x8(_mm256_add_ps(e1, o1));                                               \
         out[2] = hsum_f32x8(_mm256_add_ps(e2, o2));                                               \
@@ -457,6 +449,7 @@ void pg_q8_0_row_scales(const void *va, int64_t a_stride, int64_t rows, int64_t 
 #undef PG_DOT4U_MIN
 #undef PG_ROW_STEP_MIN_U
 #undef PG_DOT4U
+#undef PG_BLOCK_U
 #undef PG_ROW_STEP_U
 #undef PG_IDOT_AVX2
 #undef PG_IDOT_VNNI

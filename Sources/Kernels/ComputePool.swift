@@ -73,11 +73,7 @@ public final class ComputePool: @unchecked Sendable {
             resting.store(false, ordering: .relaxed)
             remaining.store(workers, ordering: .relaxed)
             generation.add(1, ordering: .sequentiallyConsistent)
-            if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
-                pthread_mutex_lock(&mutex)
-                pthread_cond_broadcast(&cond)
-                pthread_mutex_unlock(&mutex)
-            }
+            wakeSleepers()
             escapable(0)
             var spins = 0
             while remaining.load(ordering: .acquiring) > 0 {
@@ -102,6 +98,12 @@ public final class ComputePool: @unchecked Sendable {
     public func wake() {
         resting.store(false, ordering: .relaxed)
         wakeups.add(1, ordering: .sequentiallyConsistent)
+        wakeSleepers()
+    }
+
+    /// Wakes parked workers, after the caller bumped `generation` or `wakeups` (sequentially
+    /// consistent, so a worker about to park either sees the bump or is counted in `sleepers`).
+    private func wakeSleepers() {
         if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
             pthread_mutex_lock(&mutex)
             pthread_cond_broadcast(&cond)
