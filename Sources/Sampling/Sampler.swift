@@ -35,6 +35,9 @@ public final class Sampler {
     public let vocabularySize: Int
 
     private var rng: SeededGenerator
+    /// Numbers drawn from the seeded generator so far: one per `sample` call above temperature 0,
+    /// none when greedy. A replayed request skips this many to continue the same random stream.
+    public private(set) var randomDraws: UInt64 = 0
 
     /// Survivors of the chain (vocabulary capacity).
     private let candidates: UnsafeMutablePointer<Candidate>
@@ -163,6 +166,14 @@ public final class Sampler {
         ringStart = 0
         ringCount = 0
         rng = SeededGenerator(seed: parameters.seed)
+        randomDraws = 0
+    }
+
+    /// Advances the seeded generator by `count` draws, as if `sample` had drawn that many tokens:
+    /// a request replayed after a failover then draws exactly the numbers the interrupted run would.
+    public func skipRandomDraws(_ count: UInt64) {
+        for _ in 0 ..< count { _ = rng.next() }
+        randomDraws &+= count
     }
 
     // MARK: - Sampling
@@ -178,8 +189,12 @@ public final class Sampler {
             return Self.argmax(UnsafeBufferPointer(start: base, count: n))
         }
         let (count, total) = buildDistribution(base, n)
+        // Every sampled token takes exactly one draw, even the all-NaN fallback, so the number of
+        // draws always equals the number of tokens sampled (see `skipRandomDraws`).
+        let unit = rng.nextUnitDouble()
+        randomDraws &+= 1
         guard count > 0 else { return 0 }
-        return draw(count, total)
+        return draw(count, total, unit: unit)
     }
 
     /// The distribution `sample` would draw from for these logits, sorted by descending
@@ -523,8 +538,8 @@ public final class Sampler {
         return (s0 + s1) + (s2 + s3)
     }
 
-    private func draw(_ count: Int, _ total: Double) -> Int32 {
-        let target = rng.nextUnitDouble() * total
+    private func draw(_ count: Int, _ total: Double, unit: Double) -> Int32 {
+        let target = unit * total
         var cumulative = 0.0
         var lastPositive = 0
         for i in 0..<count {

@@ -189,8 +189,13 @@ public struct SequenceOpen: Sendable, Equatable {
     public static let maxStopTokens = 64
     /// Most history tokens an OPEN carries (the largest penalty window the sampler accepts).
     public static let maxHistoryTokens = 1 << 20
-    /// Options bit 0: send logprobs with TOKEN. Every other bit is reserved and must be 0.
+    /// Options bit 0: send logprobs with TOKEN.
     public static let logprobsOption: UInt8 = 1
+    /// Options bit 1: the sequence resumes a replayed request, and a u64 count of the random
+    /// draws its sampler already made follows the history. Every other bit is reserved and must be 0.
+    public static let resumeOption: UInt8 = 2
+    /// Bytes the resume option adds.
+    public static let resumeBytes = 8
 
     /// Prompt tokens the sequence will receive (in PROMPT frames); at least 1.
     public var promptLength: UInt32
@@ -204,10 +209,15 @@ public struct SequenceOpen: Sendable, Equatable {
     /// The last prompt tokens, for the penalties of the last node's sampler (which never sees
     /// the prompt otherwise). At most 1<<20.
     public var history: [Int32]
+    /// Random draws the sequence's sampler made before a failover: a driver that replays a
+    /// request as a new prompt sets it, and the last node advances its seeded generator that far,
+    /// so the replayed sequence draws exactly the numbers the interrupted one would have. 0 for a
+    /// fresh request (travels only with the resume option).
+    public var randomDraws: UInt64
 
     public init(
         promptLength: UInt32, maxNewTokens: UInt32, wantsLogprobs: Bool = false, sampling: WireSampling,
-        stopTokens: [Int32] = [], history: [Int32] = []
+        stopTokens: [Int32] = [], history: [Int32] = [], randomDraws: UInt64 = 0
     ) {
         self.promptLength = promptLength
         self.maxNewTokens = maxNewTokens
@@ -215,6 +225,7 @@ public struct SequenceOpen: Sendable, Equatable {
         self.sampling = sampling
         self.stopTokens = stopTokens
         self.history = history
+        self.randomDraws = randomDraws
     }
 }
 
@@ -299,6 +310,10 @@ public struct StarStreamFrame: Sendable, Equatable {
 /// `maxPayloadBytes` as soon as the header arrives, before buffering or allocating that much, and
 /// any ACTIVATIONS frame whose decoded `Float` values would take more than `maxPayloadBytes`.
 public struct StarStreamLimits: Sendable, Equatable {
+    /// Most token ids a driver puts in one PROMPT frame (a prompt chunk) or OPEN (penalty
+    /// history), so that every node's frame cap admits them.
+    public static let maxTokensPerDriverFrame = 4096
+
     /// The largest payload a control frame can have: ERROR with a 1024-byte message.
     public static let controlPayloadBytes = 2 + 2 + StarStreamPayload.maxErrorMessageBytes
     /// ACTIVATIONS fixed fields: dtype u8, token count u32, width u32.

@@ -87,8 +87,9 @@ public enum StarStreamCodec {
         guard open.history.count <= SequenceOpen.maxHistoryTokens else {
             throw .countTooLarge(count: UInt64(open.history.count), max: UInt64(SequenceOpen.maxHistoryTokens))
         }
-        // Both counts are capped, so this is at most 55 + 256 + 4 MiB.
-        return SequenceOpen.fixedBytes + 4 * open.stopTokens.count + 4 * open.history.count
+        // Both counts are capped, so this is at most 55 + 256 + 4 MiB + 8.
+        let resume = open.randomDraws > 0 ? SequenceOpen.resumeBytes : 0
+        return SequenceOpen.fixedBytes + 4 * open.stopTokens.count + 4 * open.history.count + resume
     }
 
     static func validatedPromptLength(_ chunk: PromptChunk) throws(StarStreamError) -> Int {
@@ -186,7 +187,8 @@ public enum StarStreamCodec {
     static func writeOpen(_ open: SequenceOpen, into buffer: inout ByteBuffer) {
         buffer.writeInteger(open.promptLength, endianness: .little, as: UInt32.self)
         buffer.writeInteger(open.maxNewTokens, endianness: .little, as: UInt32.self)
-        buffer.writeInteger(open.wantsLogprobs ? SequenceOpen.logprobsOption : 0, as: UInt8.self)
+        let options = (open.wantsLogprobs ? SequenceOpen.logprobsOption : 0) | (open.randomDraws > 0 ? SequenceOpen.resumeOption : 0)
+        buffer.writeInteger(options, as: UInt8.self)
         let s = open.sampling
         buffer.writeInteger(s.temperature.bitPattern, endianness: .little, as: UInt32.self)
         buffer.writeInteger(s.topK, endianness: .little, as: UInt32.self)
@@ -201,6 +203,7 @@ public enum StarStreamCodec {
         writeTokens(open.stopTokens, into: &buffer)
         buffer.writeInteger(UInt32(truncatingIfNeeded: open.history.count), endianness: .little, as: UInt32.self)
         writeTokens(open.history, into: &buffer)
+        if open.randomDraws > 0 { buffer.writeInteger(open.randomDraws, endianness: .little, as: UInt64.self) }
     }
 
     /// Token ids as little-endian i32, one after the other.
@@ -427,9 +430,10 @@ public enum StarStreamCodec {
             endLayer: end)
     }
 
-    /// OPEN, in this order: at least the fixed 55 bytes; the stop count ≤ 64; the history count
-    /// (read at its offset, which the stop count fixes) ≤ 1<<20; the exact length
-    /// `55 + 4·stops + 4·history`; only then the option bits, the prompt length and the token ids.
+    /// OPEN, in this order: at least the fixed 55 bytes; the option bits (the resume bit adds 8
+    /// bytes at the end); the stop count ≤ 64; the history count (read at its offset, which the
+    /// stop count fixes) ≤ 1<<20; the exact length `55 + 4·stops + 4·history (+ 8)`; only then the
+    /// prompt length and the token ids.
     /// Both counts are capped before the payload length is compared, so every size is small and
     /// nothing is read or allocated from a count the bytes do not back.
     private static func decodeOpen(
@@ -439,8 +443,11 @@ public enum StarStreamCodec {
         let start = p.readerIndex
         let stopCountOffset = SequenceOpen.fixedBytes - 6  // stop count u16, then history count u32
         guard p.readableBytes >= SequenceOpen.fixedBytes,
+            let options = p.getInteger(at: start + 8, as: UInt8.self),
             let stopCount16 = p.getInteger(at: start + stopCountOffset, endianness: .little, as: UInt16.self)
         else { throw .badPayloadLength(type: type, length: length) }
+        guard options & ~(SequenceOpen.logprobsOption | SequenceOpen.resumeOption) == 0 else { throw .badOptions(options) }
+        let resumeBytes = options & SequenceOpen.resumeOption != 0 ? SequenceOpen.resumeBytes : 0
         let stopCount = Int(stopCount16)
         guard stopCount <= SequenceOpen.maxStopTokens else {
             throw .countTooLarge(count: UInt64(stopCount), max: UInt64(SequenceOpen.maxStopTokens))
@@ -453,13 +460,13 @@ public enum StarStreamCodec {
             throw .countTooLarge(count: UInt64(historyCount32), max: UInt64(SequenceOpen.maxHistoryTokens))
         }
         let historyCount = Int(historyCount32)
-        // Both counts are capped above: 55 + 256 + 4·2^20 cannot overflow.
-        guard p.readableBytes == SequenceOpen.fixedBytes + 4 * stopCount + 4 * historyCount else {
+        // Both counts are capped above: 55 + 256 + 4·2^20 + 8 cannot overflow.
+        guard p.readableBytes == SequenceOpen.fixedBytes + 4 * stopCount + 4 * historyCount + resumeBytes else {
             throw .badPayloadLength(type: type, length: length)
         }
         guard let promptLength = p.readInteger(endianness: .little, as: UInt32.self),
             let maxNewTokens = p.readInteger(endianness: .little, as: UInt32.self),
-            let options = p.readInteger(as: UInt8.self),
+            p.readInteger(as: UInt8.self) != nil,  // options, read above
             let temperature = p.readInteger(endianness: .little, as: UInt32.self),
             let topK = p.readInteger(endianness: .little, as: UInt32.self),
             let topP = p.readInteger(endianness: .little, as: UInt32.self),
@@ -470,12 +477,18 @@ public enum StarStreamCodec {
             let penaltyLastN = p.readInteger(endianness: .little, as: UInt32.self),
             let seed = p.readInteger(endianness: .little, as: UInt64.self)
         else { throw .badPayloadLength(type: type, length: length) }
-        guard options & ~SequenceOpen.logprobsOption == 0 else { throw .badOptions(options) }
         guard promptLength > 0 else { throw .zeroCount(type: type) }
         p.moveReaderIndex(forwardBy: 2)  // stop count, read above
         let stopTokens = readTokens(&p, count: stopCount)
         p.moveReaderIndex(forwardBy: 4)  // history count, read above
         let history = readTokens(&p, count: historyCount)
+        var randomDraws: UInt64 = 0
+        if resumeBytes > 0 {
+            guard let draws = p.readInteger(endianness: .little, as: UInt64.self) else {
+                throw .badPayloadLength(type: type, length: length)
+            }
+            randomDraws = draws
+        }
         let sampling = WireSampling(
             temperature: Float(bitPattern: temperature), topK: topK, topP: Float(bitPattern: topP),
             minP: Float(bitPattern: minP), repetitionPenalty: Float(bitPattern: repetition),
@@ -484,7 +497,7 @@ public enum StarStreamCodec {
         return SequenceOpen(
             promptLength: promptLength, maxNewTokens: maxNewTokens,
             wantsLogprobs: options & SequenceOpen.logprobsOption != 0, sampling: sampling,
-            stopTokens: stopTokens, history: history)
+            stopTokens: stopTokens, history: history, randomDraws: randomDraws)
     }
 
     /// PROMPT, in this order: at least 8 bytes; count > 0; the exact length `8 + 4·count`;

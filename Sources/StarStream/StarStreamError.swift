@@ -142,6 +142,9 @@ public enum StarStreamErrorCode {
     /// A well-formed request the node cannot serve: invalid sampling values, a prompt longer
     /// than the context, activations of the wrong width.
     public static let badRequest: UInt16 = 107
+    /// The sequence heard nothing for the node's idle deadline (a frame was lost, or a stage
+    /// hung), so the node freed it.
+    public static let idleTimeout: UInt16 = 108
     /// Anything else that went wrong on the receiver's side.
     public static let internalError: UInt16 = 199
 }

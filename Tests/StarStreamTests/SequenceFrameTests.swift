@@ -12,7 +12,7 @@ func leTokens(_ tokens: [Int32]) -> [UInt8] { tokens.flatMap { le32(UInt32(bitPa
 func openPayload(
     promptLength: UInt32 = 5, maxNewTokens: UInt32 = 128, options: UInt8 = 1, sampling: WireSampling = sampleSampling,
     stopCount: UInt16? = nil, stops: [Int32] = [2, 151_645], historyCount: UInt32? = nil,
-    history: [Int32] = [11, -3, 0x7FFF_FFFF]
+    history: [Int32] = [11, -3, 0x7FFF_FFFF], randomDraws: UInt64? = nil
 ) -> [UInt8] {
     var out = le32(promptLength) + le32(maxNewTokens) + [options]
     out += le32(sampling.temperature.bitPattern) + le32(sampling.topK) + le32(sampling.topP.bitPattern)
@@ -21,6 +21,7 @@ func openPayload(
     out += le32(sampling.penaltyLastN) + le64(sampling.seed)
     out += le16(stopCount ?? UInt16(stops.count)) + leTokens(stops)
     out += le32(historyCount ?? UInt32(history.count)) + leTokens(history)
+    if let randomDraws { out += le64(randomDraws) }
     return out
 }
 
@@ -148,13 +149,29 @@ func decodedPayload(_ input: [UInt8], limits: StarStreamLimits = testLimits) -> 
     }
 
     @Test func openOptionsAndPromptLength() {
-        for options: UInt8 in [2, 3, 0x80, 0xFF] {
+        for options: UInt8 in [4, 5, 0x80, 0xFF] {
             #expect(decodeError(rawFrame(type: 8, payload: openPayload(options: options))) == .badOptions(options))
         }
         #expect(decodeError(rawFrame(type: 8, payload: openPayload(promptLength: 0))) == .zeroCount(type: 8))
-        // The length is checked first: bad options in a payload of the wrong length is a length error.
-        #expect(decodeError(rawFrame(type: 8, payload: openPayload(options: 0xFF) + [0]))
-            == .badPayloadLength(type: 8, length: 76))
+        // The options come before the exact length (the resume bit adds 8 bytes): bad options in a
+        // payload of the wrong length are an options error.
+        #expect(decodeError(rawFrame(type: 8, payload: openPayload(options: 0xFF) + [0])) == .badOptions(0xFF))
+        // The resume bit without its 8 bytes, or the 8 bytes without the bit, is a length error.
+        #expect(decodeError(rawFrame(type: 8, payload: openPayload(options: 3))) == .badPayloadLength(type: 8, length: 75))
+        #expect(decodeError(rawFrame(type: 8, payload: openPayload(options: 1, randomDraws: 9))) == .badPayloadLength(type: 8, length: 83))
+        #expect(decodeError(rawFrame(type: 8, payload: openPayload(options: 3, randomDraws: 9))) == nil)
+    }
+
+    @Test func openResumeCarriesTheSamplersDraws() throws {
+        for draws: UInt64 in [0, 1, 77, .max] {
+            let open = SequenceOpen(promptLength: 12, maxNewTokens: 5, wantsLogprobs: draws % 2 == 1, sampling: sampleSampling,
+                                    stopTokens: [2], history: [7, 8], randomDraws: draws)
+            let frame = StarStreamFrame(sequenceID: 3, payload: .open(open))
+            let out = try encoded(frame)
+            #expect(out.readableBytes == 32 + 55 + 4 + 8 + (draws > 0 ? 8 : 0))
+            let result = decodeAll(bytes(out), limits: StarStreamLimits(maxPayloadBytes: 4096))
+            #expect(result.error == nil && result.frames == [frame])
+        }
     }
 
     @Test func openOverTheReceiversCapIsRejectedAtTheHeader() throws {
