@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Logging
 import NIOCore
 import NIOPosix
 import StarStream
@@ -16,20 +17,22 @@ final class NextStageLink: @unchecked Sendable {
     private let hello: Hello
     private let expectedFirstLayer: UInt32
     private let limits: StarStreamLimits
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
     private let onDown: @Sendable () -> Void
     private let channel = Mutex<Channel?>(nil)
     private let stopped = Atomic<Bool>(false)
     private let lastComplaint = Mutex<String>("")
+    /// Recent PING round trips to the next stage, in nanoseconds (newest last, at most 32).
+    private let roundTrips = Mutex<[UInt64]>([])
 
     init(group: EventLoopGroup, address: NodeAddress, hello: Hello, expectedFirstLayer: UInt32, limits: StarStreamLimits,
-         log: @escaping @Sendable (String) -> Void, onDown: @escaping @Sendable () -> Void) {
+         logger: Logger, onDown: @escaping @Sendable () -> Void) {
         self.group = group
         self.address = address
         self.hello = hello
         self.expectedFirstLayer = expectedFirstLayer
         self.limits = limits
-        self.log = log
+        self.logger = logger
         self.onDown = onDown
     }
 
@@ -54,6 +57,33 @@ final class NextStageLink: @unchecked Sendable {
 
     func start() { connect(after: 0) }
 
+    /// Sends a PING timed by its nonce; the PONG's round trip feeds `hopMillisecondsP50`.
+    func ping() {
+        send([StarStreamFrame(payload: .ping(Self.nanoseconds()))])
+    }
+
+    /// Half the median of the recent PING round trips: one hop to the next stage, without compute.
+    var hopMillisecondsP50: Double? {
+        let sorted = roundTrips.withLock { $0 }.sorted()
+        guard !sorted.isEmpty else { return nil }
+        return Double(sorted[sorted.count / 2]) / 2e6
+    }
+
+    fileprivate func pongArrived(_ nonce: UInt64) {
+        let now = Self.nanoseconds()
+        guard now >= nonce, now - nonce < 60_000_000_000 else { return }
+        roundTrips.withLock { r in
+            r.append(now - nonce)
+            if r.count > 32 { r.removeFirst(r.count - 32) }
+        }
+    }
+
+    static func nanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
     func stop() {
         stopped.store(true, ordering: .relaxed)
         let ch = channel.withLock { c in
@@ -69,7 +99,7 @@ final class NextStageLink: @unchecked Sendable {
             defer { last = message }
             return last != message
         }
-        if fresh { log(message) }
+        if fresh { logger.notice("\(message)") }
     }
 
     private func connect(after delay: Double) {
@@ -107,7 +137,6 @@ final class NextStageLink: @unchecked Sendable {
                         return true
                     }
                     if wasUp {
-                        log("next stage \(address) disconnected")
                         onDown()
                     }
                     connect(after: 0.2)
@@ -123,15 +152,15 @@ final class NextStageLink: @unchecked Sendable {
         if stopped.load(ordering: .relaxed) { ch.close(promise: nil); return }
         channel.withLock { $0 = ch }
         lastComplaint.withLock { $0 = "" }
-        log("connected to next stage \(address)")
+        logger.info("connected to next stage", metadata: ["next": "\(address)"])
     }
 
     fileprivate func refused(_ reason: String) {
         complain("next stage \(address) refused: \(reason)")
     }
 
-    /// Waits for the next node's HELLO. The next stage sends nothing else this node acts on
-    /// (its answers travel the ring forward), so later frames are ignored.
+    /// Waits for the next node's HELLO. After it, the next stage sends only PONGs this node acts
+    /// on (its answers travel the ring forward); other frames are ignored.
     private final class HandshakeHandler: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = StarStreamFrame
         let expected: Hello
@@ -165,6 +194,7 @@ final class NextStageLink: @unchecked Sendable {
                 }
                 return
             }
+            if case let .pong(nonce) = frame.payload { link.pongArrived(nonce) }
         }
 
         func errorCaught(context: ChannelHandlerContext, error: Error) {

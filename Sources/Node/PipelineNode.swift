@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import GGUF
+import Logging
 import Models
 import NIOCore
 import NIOPosix
@@ -26,7 +27,7 @@ public final class PipelineNode: @unchecked Sendable {
     private var link: NextStageLink!
     private var serverChannel: Channel?
     private var probeTask: RepeatedTask?
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
 
     // Ring health (node 0).
     private let ring = RingHealth()
@@ -43,23 +44,33 @@ public final class PipelineNode: @unchecked Sendable {
     public var isRingHealthy: Bool { ring.healthy.load(ordering: .relaxed) }
 
     /// Loads the model slice. Networking starts with `start()`.
-    public init(configuration: NodeConfiguration, log: @escaping @Sendable (String) -> Void = { _ in }) throws(NodeError) {
-        var configuration = configuration
+    public convenience init(configuration: NodeConfiguration, logger: Logger = Logger(label: "pangalactic.node")) throws(NodeError) {
         let file: GGUFFile
         do { file = try GGUFFile(path: configuration.modelPath) } catch { throw .model("\(configuration.modelPath): \(error)") }
+        let digest: [UInt8]
+        do { digest = try file.modelDigest() } catch { throw .model("digest: \(error)") }
+        try self.init(configuration: configuration, file: file, modelDigest: digest, logger: logger)
+    }
+
+    /// Loads the slice from a file that is already open (a node that the hub moves to other
+    /// layers keeps its mapping and digest).
+    public init(configuration: NodeConfiguration, file: GGUFFile, modelDigest: [UInt8], logger: Logger) throws(NodeError) {
+        var configuration = configuration
         do { model = try TransformerModel(file: file, layers: configuration.layers) } catch { throw .model("\(error)") }
-        do { modelDigest = try file.modelDigest() } catch { throw .model("digest: \(error)") }
+        self.modelDigest = modelDigest
         guard configuration.threads >= 1, configuration.maxSequences >= 1, configuration.maxBatchTokens >= 1,
               configuration.contextLength >= 1 else {
             throw .configuration("threads, max sequences, batch size and context must be at least 1")
         }
         configuration.contextLength = min(configuration.contextLength, model.config.trainedContextLength)
         self.configuration = configuration
-        self.log = log
+        var logger = logger
+        logger[metadataKey: "layers"] = "\(configuration.layers.lowerBound)..<\(configuration.layers.upperBound)"
+        self.logger = logger
         let width = model.config.embeddingLength
         // Room for a batch of F32 rows, and for OPEN/PROMPT frames of a whole context of token ids
         // (drivers send prompts in chunks of at most 2048 tokens and at most 4096 history tokens).
-        let tokenFrames = 64 + 8 * max(configuration.contextLength, PipelineDriver.maxTokensPerFrame)
+        let tokenFrames = 64 + 8 * max(configuration.contextLength, StarStreamLimits.maxTokensPerDriverFrame)
         limits = StarStreamLimits(maxPayloadBytes: max(StarStreamLimits(maxBatchTokens: configuration.maxBatchTokens, width: width).maxPayloadBytes,
                                                        tokenFrames))
         hello = Hello(role: .node, clusterToken: configuration.clusterToken, modelDigest: modelDigest,
@@ -69,21 +80,24 @@ public final class PipelineNode: @unchecked Sendable {
         let ring = self.ring
         let isFirst = configuration.layers.lowerBound == 0
         scheduler = StageScheduler(model: model, configuration: configuration,
-                                   sendNext: { frames in
-                                       if box.link?.send(frames) != true { box.dropped(frames.count) }
-                                   },
-                                   ringReady: { !isFirst || ring.healthy.load(ordering: .relaxed) }, log: log)
-        box.counters = scheduler.counters
+                                   sendNext: { frames in box.link?.send(frames) ?? false },
+                                   ringReady: { !isFirst || ring.healthy.load(ordering: .relaxed) }, logger: logger)
         let layerCount = UInt32(model.config.layerCount)
         let end = UInt32(configuration.layers.upperBound)
         link = NextStageLink(group: group, address: configuration.next, hello: hello,
-                             expectedFirstLayer: end == layerCount ? 0 : end, limits: limits, log: log,
+                             expectedFirstLayer: end == layerCount ? 0 : end, limits: limits, logger: logger,
                              onDown: { [unowned self] in self.nextStageLost() })
         box.link = link
     }
 
     /// Bytes of the model file this node's tensors occupy.
     public var shardBytes: Int { model.shardBytes }
+
+    /// Times a hop to the next stage (a PING; see `hopMillisecondsP50`).
+    public func pingNextStage() { link.ping() }
+
+    /// Half the median PING round trip to the next stage: the cost of one hop.
+    public var hopMillisecondsP50: Double? { link.hopMillisecondsP50 }
 
     /// Binds the listening socket, starts the compute thread, the link to the next stage and
     /// (node 0) the ring probes. Returns the bound port (useful with port 0).
@@ -98,7 +112,7 @@ public final class PipelineNode: @unchecked Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
                         ByteToMessageHandler(StarStreamFrameDecoder(limits: self.limits)),
-                        StarStreamErrorHandler(onError: { [log] error in log("peer error: \(error)") }),
+                        StarStreamErrorHandler(onError: { [logger] error in logger.notice("peer error", metadata: ["error": "\(error)"]) }),
                         MessageToByteHandler(StarStreamFrameEncoder()),
                         InboundConnectionHandler(node: self),
                     ])
@@ -163,7 +177,7 @@ public final class PipelineNode: @unchecked Sendable {
         // Any probe that made it around (ours or a driver's) proves the ring is complete, so a
         // driver that saw its probe return never meets a node 0 that still thinks otherwise.
         lastProbeReturn.store(now(), ordering: .relaxed)
-        if !ring.healthy.exchange(true, ordering: .relaxed) { log("pipeline ring is complete") }
+        if !ring.healthy.exchange(true, ordering: .relaxed) { logger.info("pipeline ring is complete") }
         if nonce & 0xFFFF_FFFF_0000_0000 != probePrefix, let driver = driverProbes.withLock({ $0.removeValue(forKey: nonce) }) {
             driver.writeAndFlush(StarStreamFrame(payload: .probe(nonce)), promise: nil)
         }
@@ -179,19 +193,40 @@ public final class PipelineNode: @unchecked Sendable {
         if sent { link.send([StarStreamFrame(payload: .probe(nonce))]) }
     }
 
+    /// Node 0 lost the ring (a probe did not come back, or its upstream went away): it fails
+    /// every sequence to its driver and sends a ring reset on, so the nodes it can still reach
+    /// free theirs.
     private func ringBroken(_ reason: String) {
-        if ring.healthy.exchange(false, ordering: .relaxed) || !isFirst {
-            log("pipeline broken: \(reason)")
-        }
-        scheduler.submit(.dropAll(code: StarStreamErrorCode.pipelineBroken, reason: "pipeline broken: \(reason)"))
+        if ring.healthy.exchange(false, ordering: .relaxed) { logger.warning("pipeline broken", metadata: ["reason": "\(reason)"]) }
+        scheduler.submit(.dropAll(code: StarStreamErrorCode.pipelineBroken, reason: "pipeline broken: \(reason)",
+                                  forwardFrom: hello.firstLayer))
     }
 
+    /// The link to the next stage went down: whatever was in flight on it may be lost, so every
+    /// sequence here is dropped (node 0 tells the drivers). Nothing can be forwarded on a link
+    /// that is down; the next stage saw the same connection close and resets the rest of the ring.
     private func nextStageLost() {
-        ringBroken("next stage \(configuration.next) disconnected")
+        if isFirst { ring.healthy.store(false, ordering: .relaxed) }
+        logger.warning("next stage disconnected", metadata: ["next": "\(configuration.next)"])
+        scheduler.submit(.dropAll(code: StarStreamErrorCode.pipelineBroken,
+                                  reason: "pipeline broken: next stage \(configuration.next) disconnected", forwardFrom: nil))
     }
 
+    /// The upstream stage's connection closed: frames it sent may be lost, so this node drops
+    /// every sequence and starts a ring reset that travels on to node 0 (which fails them to
+    /// their drivers) and around to the nodes before this one.
     fileprivate func upstreamLost() {
-        ringBroken("upstream stage disconnected")
+        if isFirst { return ringBroken("upstream stage disconnected") }
+        logger.warning("upstream stage disconnected; resetting the ring")
+        scheduler.submit(.dropAll(code: StarStreamErrorCode.pipelineBroken, reason: "pipeline broken: upstream of layer \(hello.firstLayer) disconnected",
+                                  forwardFrom: hello.firstLayer))
+    }
+
+    /// A ring reset from upstream (ERROR on sequence 0) that started at the node serving
+    /// `origin`: drop every sequence and pass it on, unless it has come back to where it started.
+    fileprivate func ringReset(origin: UInt32, code: UInt16, message: String) {
+        guard origin != hello.firstLayer else { return }
+        scheduler.submit(.dropAll(code: code, reason: message, forwardFrom: origin))
     }
 
     fileprivate var ourHello: Hello { hello }
@@ -201,8 +236,13 @@ public final class PipelineNode: @unchecked Sendable {
 /// Lets the scheduler's send closure reach the link, which is created after it.
 private final class LinkBox: @unchecked Sendable {
     var link: NextStageLink?
-    var counters: StageCounters?
-    func dropped(_ count: Int) { counters?.droppedFrames.add(count, ordering: .relaxed) }
+}
+
+/// A driver connection as the origin of its sequences.
+private final class ChannelOrigin: SequenceOrigin {
+    let channel: Channel
+    init(_ channel: Channel) { self.channel = channel }
+    func send(_ frame: StarStreamFrame) { channel.writeAndFlush(frame, promise: nil) }
 }
 
 /// One inbound connection: a driver (node 0 only) or the upstream stage. It must HELLO first;
@@ -214,6 +254,15 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
     private enum Peer { case unknown, driver, node, closed }
     private let node: PipelineNode
     private var peer = Peer.unknown
+    /// This connection as the origin of the sequences a driver opens on it.
+    private var channelOrigin: ChannelOrigin?
+
+    private func origin(_ context: ChannelHandlerContext) -> ChannelOrigin {
+        if let channelOrigin { return channelOrigin }
+        let made = ChannelOrigin(context.channel)
+        channelOrigin = made
+        return made
+    }
     private var timeout: Scheduled<Void>?
     /// Work from the frames of one read, handed over together at the end of the read, so the
     /// rows of one upstream batch (sent with a single flush) reach the compute thread as one
@@ -251,7 +300,7 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
         timeout?.cancel()
         handOver()
         switch peer {
-        case .driver: node.scheduler.submit(.originClosed(context.channel))
+        case .driver: node.scheduler.submit(.originClosed(origin(context)))
         case .node: node.upstreamLost()
         case .unknown, .closed: break
         }
@@ -298,11 +347,11 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
         case (_, .pong):
             break
         case let (.driver, .open(request)):
-            enqueue(.open(id, request, origin: context.channel))
+            enqueue(.open(id, request, origin: origin(context)))
         case let (.driver, .prompt(chunk)):
-            enqueue(.prompt(id, chunk, from: context.channel))
+            enqueue(.prompt(id, chunk, from: origin(context)))
         case (.driver, .cancel):
-            enqueue(.cancel(id, from: context.channel))
+            enqueue(.cancel(id, from: origin(context)))
         case let (.driver, .probe(nonce)):
             node.driverProbe(nonce, from: context.channel)
         case let (.node, .open(request)) where !node.isFirst:
@@ -315,6 +364,9 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
             enqueue(.cancel(id, from: nil))
         case let (.node, .error(code, message)) where id != 0:
             enqueue(.failed(id, code: code, message: message))
+        case let (.node, .error(code, message)):
+            handOver()
+            node.ringReset(origin: frame.position, code: code, message: message)
         case let (.node, .probe(nonce)):
             node.probeArrived(nonce)
         default:
