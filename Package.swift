@@ -17,6 +17,11 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
     ],
     targets: [
         // Innermost SIMD loops (AVX2/FMA/F16C) with plain C reference twins.
@@ -33,38 +38,95 @@ let package = Package(
         .executableTarget(
             name: "CLI",
             dependencies: [
-                "Engine", "GGUF", "Kernels", "Models", "Tokenizer", "Sampling", "StarStream", "Node",
+                "Engine", "GGUF", "Kernels", "Models", "Tokenizer", "Sampling", "StarStream", "Node", "PipelineClient",
+                "ControlPlane", "Hub",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // Deterministic random data and tiny GGUF models shared by the test targets.
-        .target(name: "TestSupport", dependencies: ["GGUF"], path: "Tests/TestSupport"),
+        .target(
+            name: "TestSupport",
+            dependencies: ["GGUF", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/TestSupport"
+        ),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels", "GGUF", "TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "GGUF", "Kernels", "TestSupport"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
-        .testTarget(name: "ReferenceTests", dependencies: ["Engine", "Models", "Tokenizer", "Sampling", "GGUF", "StarStream", "Node"]),
+        .testTarget(
+            name: "ReferenceTests",
+            dependencies: [
+                "Engine", "Models", "Tokenizer", "Sampling", "GGUF", "StarStream", "Node", "PipelineClient", "ControlPlane", "Hub",
+                "TestSupport", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // StarStream: the binary protocol that carries hidden states between nodes.
         .target(
             name: "StarStream",
             dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
+        // The control plane's schema: generated protobuf and gRPC code plus thin wrappers.
+        .target(
+            name: "ControlPlane",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        // The client side of a pipeline: the driver that runs requests through node 0, and the
+        // cluster driver that follows the hub's route plans and replays requests on failover.
+        // No kernels: the gateway links it.
+        .target(
+            name: "PipelineClient",
+            dependencies: [
+                "StarStream", "Sampling", "ControlPlane",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The hub: registry, heartbeats, placement, failover re-planning, state snapshots.
+        .target(
+            name: "Hub",
+            dependencies: [
+                "ControlPlane",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "HubTests",
+            dependencies: [
+                "Hub", "ControlPlane", "PipelineClient", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+            ]
+        ),
         // A pipeline stage: a slice of the model served over StarStream, with per-sequence KV
-        // caches and batched decode.
+        // caches and batched decode; in join mode it takes its assignment from the hub.
         .target(
             name: "Node",
             dependencies: [
-                "GGUF", "Kernels", "Models", "Sampling", "StarStream",
+                "GGUF", "Kernels", "Models", "Sampling", "StarStream", "PipelineClient", "ControlPlane",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
             name: "NodeTests",
             dependencies: [
-                "Node", "StarStream", "Models", "GGUF", "Engine", "Sampling", "TestSupport",
+                "Node", "StarStream", "PipelineClient", "Hub", "ControlPlane", "Models", "GGUF", "Engine", "Sampling", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

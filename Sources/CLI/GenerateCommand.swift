@@ -1,8 +1,10 @@
 import ArgumentParser
+import ControlPlane
 import Engine
 import GGUF
 import Node
 import Sampling
+import PipelineClient
 import StarStream
 import Tokenizer
 
@@ -42,12 +44,16 @@ struct Generate: ParsableCommand {
     @Option(help: "Run on a pipeline of nodes instead of in this process: node 0's HOST:PORT (-m names the same model, for the tokenizer).")
     var pipeline: String?
 
+    @Option(help: "Run on the cluster of the hub at HOST:PORT: its current pipeline, its model's tokenizer (no --model needed); survives node failures.")
+    var hub: String?
+
     @Option(name: .customLong("cluster-token"), help: "The pipeline's cluster token (default: $PANGALACTIC_CLUSTER_TOKEN).")
     var clusterToken: String?
 
     func validate() throws {
         guard (prompt == nil) != (chat == nil) else { throw ValidationError("give exactly one of --prompt and --chat") }
         guard (0 ... 1 << 20).contains(n) else { throw ValidationError("-n must be within 0...1048576") }
+        guard pipeline == nil || hub == nil else { throw ValidationError("give at most one of --pipeline and --hub") }
     }
 
     var sampling: SamplingParameters {
@@ -66,6 +72,7 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         if let pipeline { return try runOnPipeline(pipeline) }
+        if let hub { return try runOnHub(hub) }
         let engine = try InferenceEngine(modelOptions)
         let tokens = engine.tokenize(try promptText(engine.text))
         let sampling = self.sampling
@@ -94,16 +101,43 @@ extension Generate {
                                       stopTokens: front.tokenizer.endOfGenerationIDs,
                                       history: Array(tokens.suffix(sampling.penaltyLastN)))
         let token = clusterToken ?? ProcessEnvironment.value("PANGALACTIC_CLUSTER_TOKEN") ?? ""
-        let tokenizer = front.tokenizer
+        let driver = try runBlocking { try await PipelineDriver.connect(host: host, port: port, clusterToken: token, modelDigest: digest) }
+        try stream(request, events: driver.events(request), tokenizer: front.tokenizer)
+        try runBlocking { await driver.close() }
+    }
+}
+
+extension Generate {
+    /// Runs through the hub's current pipeline with a `ClusterDriver`, which replays the request
+    /// on the next plan if a node fails: the text is the same, only later.
+    func runOnHub(_ address: String) throws {
+        LogSetup.bootstrap()
+        let connection = try HubConnection(address: address)
+        defer { connection.close() }
+        let info = try runBlocking { try await connection.modelInfo() }
+        let front = try TextFrontEnd(file: GGUFFile(bytes: info.bytes))
+        let tokens = front.tokenize(try promptText(front))
+        try sampling.validate()
+        let request = PipelineRequest(prompt: tokens, maxNewTokens: n, sampling: WireSampling(sampling),
+                                      stopTokens: front.tokenizer.endOfGenerationIDs,
+                                      history: Array(tokens.suffix(sampling.penaltyLastN)))
+        let token = clusterToken ?? ProcessEnvironment.value("PANGALACTIC_CLUSTER_TOKEN") ?? ""
+        let driver = ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: token)
+        try stream(request, events: driver.events(request), tokenizer: front.tokenizer)
+        try runBlocking { await driver.close() }
+    }
+
+    /// Prints a request's tokens as text while they arrive; throws its failure.
+    func stream(_ request: PipelineRequest, events: AsyncStream<PipelineEvent>, tokenizer: Tokenizer) throws {
         let verbose = self.verbose
+        let promptCount = request.prompt.count
         try runBlocking {
-            let driver = try await PipelineDriver.connect(host: host, port: port, clusterToken: token, modelDigest: digest)
             var detokenizer = StreamingDetokenizer(tokenizer: tokenizer)
             let start = monotonicSeconds()
             var first = 0.0, last = 0.0, count = 0
             var failure: PipelineError?
             var finish = "?"
-            for await event in driver.events(request) {
+            for await event in events {
                 switch event {
                 case let .token(id, _):
                     count += 1
@@ -118,11 +152,10 @@ extension Generate {
                 }
             }
             Console.write("\n")
-            await driver.close()
             if let failure { throw failure }
             if verbose {
                 let decode = count > 1 ? Double(count - 1) / (last - first) : 0
-                Console.error("prompt \(tokens.count) tokens, first token after \(fmt((first - start) * 1000)) ms; " +
+                Console.error("prompt \(promptCount) tokens, first token after \(fmt((first - start) * 1000)) ms; " +
                     "generated \(count) tokens at \(fmt(decode)) tok/s; finish: \(finish)")
             }
         }

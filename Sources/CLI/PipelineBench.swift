@@ -6,6 +6,7 @@ import Foundation
 import GGUF
 import Models
 import Node
+import PipelineClient
 import StarStream
 import Synchronization
 

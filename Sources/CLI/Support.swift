@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Dispatch
 import Engine
+import Logging
 import Synchronization
 
 enum ProcessEnvironment {
@@ -61,4 +62,39 @@ func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) 
     done.wait()
     guard let outcome = result.withLock({ $0 }) else { throw EngineError.invalidArgument("async work ended without a result") }
     return try outcome.get()
+}
+
+/// swift-log for the long-running commands: lines on stderr, level from
+/// `$PANGALACTIC_LOG_LEVEL` (trace, debug, info, notice, warning, error; default info).
+enum LogSetup {
+    private static let done = Mutex(false)
+
+    static func bootstrap() {
+        let first = done.withLock { d in
+            defer { d = true }
+            return !d
+        }
+        guard first else { return }
+        let level = ProcessEnvironment.value("PANGALACTIC_LOG_LEVEL").flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+/// Runs `handler` on a signal instead of the default action (the process is not killed).
+final class SignalWatcher: @unchecked Sendable {
+    private var sources: [DispatchSourceSignal] = []
+
+    init(_ signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) {
+        for s in signals {
+            signal(s, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: s, queue: .global())
+            source.setEventHandler { handler(s) }
+            source.resume()
+            sources.append(source)
+        }
+    }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ControlPlane
 import StarStream
 
 /// A `host:port` pair as given on the command line.
@@ -15,11 +16,7 @@ public struct NodeAddress: Sendable, Equatable, CustomStringConvertible {
 
     /// Parses `host:port` (IPv6 hosts in brackets: `[::1]:7000`).
     public init?(_ text: String) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-              (0 ... 65535).contains(port) else { return nil }
-        var host = String(text[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty else { return nil }
+        guard let (host, port) = ControlAddress.parse(text) else { return nil }
         self.host = host
         self.port = port
     }
@@ -46,7 +43,7 @@ public struct NodeAddress: Sendable, Equatable, CustomStringConvertible {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    public var description: String { ControlAddress.format(host: host, port: port) }
 }
 
 /// Everything a pipeline node needs to start: which layers of which model it serves, where it
@@ -83,6 +80,9 @@ public struct NodeConfiguration: Sendable {
     public var probeTimeoutSeconds: Double = 2.0
     /// A connection that has not completed its HELLO by then is closed.
     public var helloTimeoutSeconds: Double = 5.0
+    /// A sequence that hears nothing for this long (a frame was lost, a stage hung) is freed
+    /// and reported with ERROR 108, so no sequence holds a slot for ever.
+    public var sequenceIdleSeconds: Double = 30
 
     public init(modelPath: String, layers: Range<Int>, listen: NodeAddress, next: NodeAddress) {
         self.modelPath = modelPath

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import NIOCore
 import NIOPosix
+import StarStream
 import Synchronization
 
 /// One generation request as a driver sends it into a pipeline.
@@ -15,15 +16,18 @@ public struct PipelineRequest: Sendable {
     /// The prompt tail the sampler's penalties should see (the last `penalty_last_n` tokens).
     public var history: [Int32]
     public var logprobs: Bool
+    /// Random draws the sampler made before this request was replayed (see `SequenceOpen`).
+    public var randomDraws: UInt64
 
     public init(prompt: [Int32], maxNewTokens: Int, sampling: WireSampling, stopTokens: [Int32],
-                history: [Int32] = [], logprobs: Bool = false) {
+                history: [Int32] = [], logprobs: Bool = false, randomDraws: UInt64 = 0) {
         self.prompt = prompt
         self.maxNewTokens = maxNewTokens
         self.sampling = sampling
         self.stopTokens = stopTokens
         self.history = history
         self.logprobs = logprobs
+        self.randomDraws = randomDraws
     }
 }
 
@@ -73,7 +77,7 @@ public final class PipelineDriver: Sendable {
     private let watchdog: Mutex<RepeatedTask?>
     /// Most token ids one PROMPT frame (prompt chunk) or OPEN (penalty history) carries, so
     /// every node's frame cap admits them.
-    public static let maxTokensPerFrame = 4096
+    public static let maxTokensPerFrame = StarStreamLimits.maxTokensPerDriverFrame
     /// A request that hears nothing for this long fails with `timedOut`.
     public let stallTimeoutSeconds: Double
     /// The HELLO node 0 answered with.
@@ -163,7 +167,7 @@ public final class PipelineDriver: Sendable {
         let id = sequenceBase | (counter.add(1, ordering: .relaxed).newValue & 0xFFFF_FFFF)
         let open = SequenceOpen(promptLength: UInt32(request.prompt.count), maxNewTokens: UInt32(request.maxNewTokens),
                                 wantsLogprobs: request.logprobs, sampling: request.sampling, stopTokens: request.stopTokens,
-                                history: Array(request.history.suffix(Self.maxTokensPerFrame)))
+                                history: Array(request.history.suffix(Self.maxTokensPerFrame)), randomDraws: request.randomDraws)
         var frames = [StarStreamFrame(sequenceID: id, payload: .open(open))]
         var position = 0
         // Prompt chunks small enough for any node's frame cap.
@@ -302,14 +306,19 @@ public final class PipelineDriver: Sendable {
         for p in probes { p.resume(throwing: error) }
     }
 
+    /// Fails every request that has heard nothing for the stall timeout, and CANCELs it, so
+    /// node 0 frees its slot (and the ring its caches) even though the request went quiet.
     private func checkStalls() {
         let now = Self.now()
         let limit = UInt64(stallTimeoutSeconds * 1e9)
-        let stalled = state.withLock { s -> [Handler] in
+        let stalled = state.withLock { s -> [(UInt64, Handler)] in
             let ids = s.handlers.filter { now > $0.value.lastHeard && now - $0.value.lastHeard > limit }.map(\.key)
-            return ids.compactMap { s.handlers.removeValue(forKey: $0) }
+            return ids.compactMap { id in s.handlers.removeValue(forKey: id).map { (id, $0) } }
         }
-        for h in stalled { h.onEvent(.failed(.timedOut(seconds: stallTimeoutSeconds))) }
+        for (id, h) in stalled {
+            cancel(id)
+            h.onEvent(.failed(.timedOut(seconds: stallTimeoutSeconds)))
+        }
     }
 
     static func now() -> UInt64 {

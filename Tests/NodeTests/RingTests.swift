@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import NIOCore
 import Node
+import PipelineClient
 import StarStream
 import Testing
 

@@ -7,6 +7,7 @@ import Kernels
 import Models
 import Node
 import Sampling
+import PipelineClient
 import StarStream
 import TestSupport
 
@@ -47,7 +48,7 @@ final class TestRing: @unchecked Sendable {
             c.decodeGroups = decodeGroups
             c.probeIntervalSeconds = 0.1
             c.probeTimeoutSeconds = probeTimeout
-            let node = try PipelineNode(configuration: c)
+            let node = try PipelineNode(configuration: c, logger: quietLogger)
             try node.start()
             started.append(node)
         }

@@ -7,6 +7,7 @@ import GGUF
 import Models
 import Node
 import Sampling
+import PipelineClient
 import StarStream
 import Testing
 

@@ -1,0 +1,165 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import ControlPlane
+import Foundation
+import Hub
+import Logging
+
+/// `pangalactic hub`: the control plane. Nodes join it, it places the model over them, hands
+/// out route plans, and re-plans when a node dies, drains or joins.
+struct HubCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hub",
+        abstract: "Run the control plane: node registry, placement, failover and route plans (gRPC).",
+        discussion: """
+            Start the hub, then nodes that join it:
+              pangalactic hub --listen 127.0.0.1:7000 --state hub.state
+              pangalactic node --join 127.0.0.1:7000 --listen 127.0.0.1:7101 -m M
+              pangalactic status --hub 127.0.0.1:7000
+            """)
+
+    @Option(help: "Address of the control plane, HOST:PORT.")
+    var listen: String = "127.0.0.1:7000"
+
+    @Option(help: "Context positions per sequence: each node reserves KV memory for them.")
+    var ctx: Int = 2048
+
+    @Option(name: .customLong("max-sequences"), help: "Sequences each node serves at once (with --ctx, the KV reserve).")
+    var maxSequences: Int = 8
+
+    @Option(help: "Snapshot file: the registry, plan and epoch survive a hub restart (written atomically on every change).")
+    var state: String?
+
+    @Option(help: "Wire format of hidden states: f32 (exact, so failover replays give identical text), f16 or q8.")
+    var wire: String = "f32"
+
+    @Option(help: "Fixed bytes per node for scratch buffers and the process (suffixes K, M, G).")
+    var overhead: String = "64M"
+
+    @Option(name: .customLong("cluster-token"), help: "Shared secret every node presents (default: $PANGALACTIC_CLUSTER_TOKEN).")
+    var clusterToken: String?
+
+    func run() throws {
+        LogSetup.bootstrap()
+        guard let (host, port) = ControlAddress.parse(listen) else { throw ValidationError("--listen takes HOST:PORT") }
+        guard (16 ... 1 << 20).contains(ctx), (1 ... 4096).contains(maxSequences) else {
+            throw ValidationError("--ctx 16...1048576, --max-sequences 1...4096")
+        }
+        guard let overheadBytes = parseByteCount(overhead) else { throw ValidationError("--overhead takes bytes, e.g. 64M") }
+        var settings = HubSettings()
+        settings.contextLength = ctx
+        settings.maxSequences = maxSequences
+        settings.overheadBytes = overheadBytes
+        settings.clusterToken = clusterToken ?? ProcessEnvironment.value("PANGALACTIC_CLUSTER_TOKEN") ?? ""
+        switch wire.lowercased() {
+        case "f32": settings.wire = .wireF32
+        case "f16": settings.wire = .wireF16
+        case "q8", "q8_0": settings.wire = .wireQ8
+        default: throw ValidationError("--wire takes f32, f16 or q8")
+        }
+        let store: ClusterStore = state.map { SnapshotFileStore(path: $0) } ?? MemoryClusterStore()
+        let server = try HubServer(settings: settings, store: store, logger: Logger(label: "pangalactic.hub"))
+        if settings.clusterToken.isEmpty { Console.error("hub: warning: no cluster token; any node that reaches this port may join") }
+        let watcher = SignalWatcher([SIGTERM, SIGINT]) { _ in Glibc.exit(0) }
+        _ = watcher
+        try runBlocking {
+            try await server.run(host: host, port: port) { bound in
+                Console.error("hub: listening on \(ControlAddress.format(host: host, port: bound)); ctx \(ctx) × \(maxSequences) sequences per node" +
+                    (state.map { ", state in \($0)" } ?? ", state in memory only"))
+            }
+        }
+    }
+}
+
+/// `pangalactic status --hub HOST:PORT [--json]`: the cluster as the hub sees it.
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Print the cluster: nodes, their layers, memory and load; the model and the plan.")
+
+    @Option(help: "The hub, HOST:PORT.")
+    var hub: String = "127.0.0.1:7000"
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func run() throws {
+        let connection = try HubConnection(address: hub)
+        defer { connection.close() }
+        let status = try runBlocking { try await connection.control.clusterStatus(.init(), options: HubConnection.deadline(seconds: 5)) }
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: StatusReport.json(status), options: [.sortedKeys])
+            Console.write(String(decoding: data, as: UTF8.self) + "\n")
+        } else {
+            Console.write(StatusReport.text(status))
+        }
+    }
+}
+
+/// The two forms of `status`.
+enum StatusReport {
+    static func json(_ s: Pangalactic_Control_V1_ClusterStatusReply) -> [String: Any] {
+        let nodes: [[String: Any]] = s.nodes.map { n in
+            [
+                "id": n.nodeID, "name": n.name, "address": n.address, "state": n.state,
+                "layers": n.hasLayers_p ? [Int(n.firstLayer), Int(n.endLayer)] as Any : NSNull(),
+                "memory_bytes": Int(n.memoryBytes), "budget_bytes": Int(n.budgetBytes),
+                "active": Int(n.load.activeSequences), "waiting": Int(n.load.waitingSequences),
+                "kv_bytes": Int(n.load.kvBytes), "tokens_per_second": n.load.tokensPerSecond, "hop_p50_ms": n.load.hopP50Ms,
+                "resident_bytes": Int(n.load.residentBytes), "heartbeat_age_seconds": n.heartbeatAgeSeconds,
+                "speed_bytes_per_second": n.speedBytesPerSecond, "version": n.version, "epoch": Int(n.servingEpoch),
+            ]
+        }
+        let plan = s.plan
+        return [
+            "nodes": nodes,
+            "model": s.hasModel ? [
+                "name": s.model.name, "architecture": s.model.architecture, "layers": Int(s.model.layerCount),
+                "digest": s.model.digest.map { String(format: "%02x", $0) }.joined(), "file_bytes": Int(s.model.fileBytes),
+            ] as Any : NSNull(),
+            "epoch": Int(plan.epoch), "ready": plan.ready, "problem": plan.problem.isEmpty ? NSNull() : plan.problem as Any,
+            "plan": plan.stages.map { ["address": $0.address, "name": $0.name, "layers": [Int($0.firstLayer), Int($0.endLayer)]] },
+            "predicted_step_ms": s.predictedStepMs, "context_length": Int(s.contextLength), "max_sequences": Int(s.maxSequences),
+            "wire": wireName(s.wire),
+        ]
+    }
+
+    static func wireName(_ w: Pangalactic_Control_V1_WireDType) -> String {
+        switch w {
+        case .wireF16: "f16"
+        case .wireQ8: "q8"
+        default: "f32"
+        }
+    }
+
+    static func text(_ s: Pangalactic_Control_V1_ClusterStatusReply) -> String {
+        var out = ""
+        let plan = s.plan
+        if s.hasModel {
+            out += "model: \(s.model.name) (\(s.model.architecture), \(s.model.layerCount) layers, \(s.model.fileBytes >> 20) MiB)\n"
+        } else {
+            out += "model: none yet\n"
+        }
+        out += "epoch \(plan.epoch): " + (plan.problem.isEmpty ? (plan.ready ? "ready" : "starting") : plan.problem) + "\n"
+        if !plan.stages.isEmpty {
+            out += "plan: " + plan.stages.map { "\($0.name) [\($0.firstLayer)..<\($0.endLayer)]" }.joined(separator: " → ") +
+                " → back; predicted \(fmt(s.predictedStepMs, 2)) ms per step; ctx \(s.contextLength) × \(s.maxSequences), wire \(wireName(s.wire))\n"
+        }
+        out += "\n"
+        let header = ["NAME", "ADDRESS", "STATE", "LAYERS", "MEMORY (MiB)", "ACTIVE", "WAITING", "TOK/S", "HOP ms", "HEARTBEAT"]
+        var rows = [header]
+        for n in s.nodes {
+            rows.append([
+                n.name, n.address, n.state, n.hasLayers_p ? "\(n.firstLayer)..<\(n.endLayer)" : "-",
+                "\(n.memoryBytes >> 20)/\(n.budgetBytes >> 20)", "\(n.load.activeSequences)", "\(n.load.waitingSequences)",
+                fmt(n.load.tokensPerSecond, 1), fmt(n.load.hopP50Ms, 3), "\(fmt(n.heartbeatAgeSeconds, 1)) s ago",
+            ])
+        }
+        let widths = header.indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
+        for row in rows {
+            out += row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ") + "\n"
+        }
+        return out
+    }
+}
