@@ -19,10 +19,10 @@ public final class HubConnection: Sendable {
     public init(host: String, port: Int) throws {
         self.host = host
         self.port = port
+        // No keepalive pings: gRPC servers answer frequent pings with GOAWAY (too many pings),
+        // which would break every node's heartbeat stream. Liveness is the heartbeats' job.
         let config = HTTP2ClientTransport.Posix.Config.defaults { config in
             config.backoff = .init(initial: .milliseconds(100), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
-            // A hub that hangs (rather than closing its sockets) is noticed within a few seconds.
-            config.connection.keepalive = .init(time: .seconds(2), timeout: .seconds(2), allowWithoutCalls: true)
         }
         let transport = try HTTP2ClientTransport.Posix(target: .dns(host: host, port: port), transportSecurity: .plaintext,
                                                        config: config)

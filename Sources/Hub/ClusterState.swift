@@ -17,8 +17,9 @@ public struct HubSettings: Sendable {
     /// After a restart from a snapshot, nodes have this long to heartbeat before they are dead.
     public var recoveryGraceSeconds = 6.0
     /// A joining node triggers a re-plan only when the predicted step time improves by more than
-    /// this fraction (measured speeds are noisy; a re-plan costs every request a replay).
-    public var joinGain = 0.05
+    /// this fraction: start-up speed probes on busy machines vary by tens of percent, and every
+    /// re-plan costs each request in flight a replay.
+    public var joinGain = 0.2
     /// Fixed bytes per node for scratch buffers and the process itself.
     public var overheadBytes = 64 << 20
     /// Predicted cost of one hop between stages.

@@ -250,7 +250,7 @@ struct HubCoreTests {
         #expect(Self.layers(core) == ["n1:0..<10"])
         let epoch = core.epoch
         try core.register(Self.request("n2", budget: 20_000_000, speed: 1.02e9))
-        #expect(core.epoch == epoch, "2% faster is within the noise")
+        #expect(core.epoch == epoch, "2% faster is within the noise of the speed probes")
         #expect(core.status.nodes.first { $0.nodeID == "n2" }?.state == "standby")
         try core.register(Self.request("n3", budget: 20_000_000, speed: 2e9))
         #expect(core.epoch == epoch + 1)
