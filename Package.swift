@@ -48,7 +48,7 @@ let package = Package(
         // Deterministic random data and tiny GGUF models shared by the test targets.
         .target(
             name: "TestSupport",
-            dependencies: ["GGUF", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["GGUF", "PipelineClient", "StarStream", .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport"
         ),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),

@@ -1,0 +1,300 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ControlPlane
+import Foundation
+import GGUF
+import Models
+import Node
+import PipelineClient
+import StarStream
+import Synchronization
+import Testing
+import TestSupport
+
+/// A hub and `pangalactic node --join` processes on loopback, serving SmolLM2: the hub issue's
+/// acceptance checks. Every fault (kill -9 of the first, a middle or the last node, a join, a
+/// SIGTERM drain, a hub restart) happens while four requests generate, greedy and seeded at
+/// temperature 0.8, and each request must end with the text of an uninterrupted run.
+@Suite(.serialized, .enabled(if: ReferenceData.available && NodeBinary.available))
+struct ClusterProcessTests {
+    static let model = ReferenceData.modelsDirectory.appendingPathComponent(ReferenceData.models[0].modelFile).path
+    static let token = "cluster-process-test"
+    /// Each node can hold about a third of SmolLM2 with the hub's KV reserve (ctx 512 × 4
+    /// sequences) and its 64 MiB overhead, so three must serve together.
+    static let budget = 150 << 20
+
+    /// The processes of one cluster.
+    final class Processes: @unchecked Sendable {
+        let hubPort: Int
+        let statePath: String
+        private(set) var hub: Process?
+        private(set) var nodes: [String: Process] = [:]
+        private(set) var addresses: [String: String] = [:]
+
+        init() throws {
+            hubPort = try NodeAddress.freeLoopbackPort()
+            statePath = NSTemporaryDirectory() + "pangalactic-hub-\(UInt64.random(in: 1 ... .max)).state"
+        }
+
+        static func launch(_ arguments: [String]) throws -> Process {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: NodeBinary.path)
+            p.arguments = arguments
+            p.standardError = ProcessInfo.processInfo.environment["PANGALACTIC_TEST_LOGS"] == "1" ? FileHandle.standardError : FileHandle.nullDevice
+            p.standardOutput = FileHandle.nullDevice
+            var environment = ProcessInfo.processInfo.environment
+            environment["PANGALACTIC_CLUSTER_TOKEN"] = ClusterProcessTests.token
+            p.environment = environment
+            try p.run()
+            return p
+        }
+
+        func startHub() throws {
+            hub = try Self.launch(["hub", "--listen", "127.0.0.1:\(hubPort)", "--ctx", "512", "--max-sequences", "4", "--state", statePath])
+        }
+
+        func startNode(_ name: String, budget: Int = ClusterProcessTests.budget) throws {
+            let port = try NodeAddress.freeLoopbackPort()
+            addresses[name] = "127.0.0.1:\(port)"
+            nodes[name] = try Self.launch(["node", "--join", "127.0.0.1:\(hubPort)", "--listen", "127.0.0.1:\(port)",
+                                           "-m", ClusterProcessTests.model, "--memory", "\(budget)", "--name", name, "--threads", "1"])
+        }
+
+        func signal(_ name: String, _ signal: Int32) {
+            guard let p = nodes[name] else { return }
+            kill(p.processIdentifier, signal)
+        }
+
+        func killHub() {
+            guard let hub else { return }
+            kill(hub.processIdentifier, SIGKILL)
+            hub.waitUntilExit()
+        }
+
+        func name(at address: String) -> String? { addresses.first { $0.value == address }?.key }
+
+        func stop() {
+            for p in Array(nodes.values) + [hub].compactMap({ $0 }) where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            for p in Array(nodes.values) + [hub].compactMap({ $0 }) { p.waitUntilExit() }
+            unlink(statePath)
+        }
+
+        func connection() throws -> HubConnection { try HubConnection(host: "127.0.0.1", port: hubPort) }
+
+        func status() async throws -> Pangalactic_Control_V1_ClusterStatusReply {
+            let c = try connection()
+            defer { c.close() }
+            return try await c.control.clusterStatus(.init(), options: HubConnection.deadline(seconds: 5))
+        }
+
+        func waitUntilReady(stages: Int, seconds: Double = 60) async throws {
+            try await waitFor("a ready plan of \(stages) stages", seconds: seconds) { [self] in
+                guard let s = try? await status() else { return false }
+                return s.plan.ready && s.plan.stages.count == stages
+            }
+        }
+
+        /// `pangalactic status --json`, as an operator reads it.
+        func statusJSON() throws -> [String: Any] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: NodeBinary.path)
+            p.arguments = ["status", "--hub", "127.0.0.1:\(hubPort)", "--json"]
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
+            return object
+        }
+
+        /// After a fault, every node still alive ends with no active or waiting sequence.
+        func expectNoSequencesLeft() async throws {
+            try await waitFor("every live node to free its sequences (status --json)", seconds: 15) { [self] in
+                guard let json = try? statusJSON(), let nodes = json["nodes"] as? [[String: Any]], !nodes.isEmpty else { return false }
+                return nodes.filter { ($0["state"] as? String) != "dead" }.allSatisfy {
+                    ($0["active"] as? Int) == 0 && ($0["waiting"] as? Int) == 0
+                }
+            }
+        }
+    }
+
+    /// Starts a hub and `count` nodes and waits for a 3-stage plan.
+    static func cluster(nodes count: Int) async throws -> Processes {
+        let c = try Processes()
+        try c.startHub()
+        for i in 0 ..< count { try c.startNode("n\(i)") }
+        try await c.waitUntilReady(stages: 3)
+        return c
+    }
+
+    static func requests(_ stop: [Int32]) throws -> [PipelineRequest] {
+        let reference = try ReferenceData.load(ReferenceData.Reference.self, ReferenceData.models[0].referenceFile)
+        return (0 ..< 4).map { i in
+            let prompt = reference.continuations[i].prompt_tokens
+            let sampling = i % 2 == 0 ? WireSampling.greedy
+                : WireSampling(temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repetitionPenalty: 1, frequencyPenalty: 0,
+                               presencePenalty: 0, penaltyLastN: 0, seed: UInt64(42 + i))
+            // No stop tokens: every request runs its full length, so a fault always lands mid-way.
+            return PipelineRequest(prompt: prompt, maxNewTokens: 48, sampling: sampling, stopTokens: stop)
+        }
+    }
+
+    static func driver(_ c: Processes) throws -> (ClusterDriver, HubConnection) {
+        let connection = try c.connection()
+        return (ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: token, logger: quietLogger), connection)
+    }
+
+    /// The uninterrupted run, on a cluster of its own.
+    static let uninterrupted: Mutex<[[Int32]]?> = Mutex(nil)
+
+    static func expected() async throws -> [[Int32]] {
+        if let cached = uninterrupted.withLock({ $0 }) { return cached }
+        let c = try await cluster(nodes: 3)
+        defer { c.stop() }
+        let (driver, connection) = try driver(c)
+        defer { connection.close() }
+        let results = await runConcurrently(driver, try requests([]))
+        await driver.close()
+        let tokens = results.map(\.tokens)
+        for (i, r) in results.enumerated() {
+            guard case .done(.length, 48) = r.end else { throw NodeError.network("uninterrupted request \(i) ended with \(String(describing: r.end))") }
+        }
+        uninterrupted.withLock { $0 = tokens }
+        return tokens
+    }
+
+    static func expectIdentical(_ got: [(tokens: [Int32], end: PipelineEvent?)], _ expected: [[Int32]], _ label: String) {
+        for (i, (r, want)) in zip(got, expected).enumerated() {
+            #expect(r.tokens == want, "\(label): request \(i) differs (\(r.tokens.count) tokens, ended \(String(describing: r.end)))")
+            guard case .done(.length, 48) = r.end else {
+                Issue.record("\(label): request \(i) ended with \(String(describing: r.end))")
+                continue
+            }
+        }
+    }
+
+    @Test func budgetsPlaceTheModelAndTooLittleMemoryNamesTheMissingBytes() async throws {
+        let c = try Processes()
+        defer { c.stop() }
+        try c.startHub()
+        for (name, budget) in [("small", 130 << 20), ("medium", 140 << 20), ("large", 150 << 20)] { try c.startNode(name, budget: budget) }
+        try await c.waitUntilReady(stages: 3)
+        let status = try await c.status()
+        let layers = status.plan.stages.map { ($0.firstLayer, $0.endLayer) }
+        #expect(layers.first?.0 == 0 && layers.last?.1 == 30)
+        for (a, b) in zip(layers, layers.dropFirst()) { #expect(a.1 == b.0) }
+        for n in status.nodes {
+            #expect(n.hasLayers_p, "\(n.name) serves")
+            #expect(n.memoryBytes <= n.budgetBytes, "\(n.name): \(n.memoryBytes) reserved of \(n.budgetBytes)")
+        }
+        // The largest budget holds the most layers.
+        let counts = Dictionary(uniqueKeysWithValues: status.nodes.map { ($0.name, Int($0.endLayer) - Int($0.firstLayer)) })
+        #expect((counts["large"] ?? 0) > (counts["small"] ?? 0))
+
+        // The driver needs no model file: `generate --hub` tokenizes from the hub's metadata and
+        // prints the single process's greedy text.
+        func generate(_ arguments: [String]) throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: NodeBinary.path)
+            p.arguments = ["generate", "--prompt", "The capital of France is", "--temp", "0", "-n", "16"] + arguments
+            var environment = ProcessInfo.processInfo.environment
+            environment["PANGALACTIC_CLUSTER_TOKEN"] = Self.token
+            p.environment = environment
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0)
+            return String(decoding: data, as: UTF8.self)
+        }
+        let cluster = try generate(["--hub", "127.0.0.1:\(c.hubPort)"])
+        #expect(cluster == (try generate(["-m", Self.model])))
+        #expect(cluster.count > 10)
+
+        // Three nodes of 100 MiB cannot hold it: the plan names the missing bytes.
+        let short = try Processes()
+        defer { short.stop() }
+        try short.startHub()
+        for i in 0 ..< 3 { try short.startNode("s\(i)", budget: 100 << 20) }
+        try await waitFor("three registered nodes", seconds: 60) { (try? await short.status().nodes.count) == 3 }
+        let problem = try await short.status().plan.problem
+        #expect(problem.contains("bytes missing"), "\(problem)")
+        let json = try short.statusJSON()
+        #expect((json["problem"] as? String)?.contains("bytes missing") == true)
+        #expect((json["nodes"] as? [[String: Any]])?.allSatisfy { $0["layers"] is NSNull } == true)
+    }
+
+    enum Victim: String, CaseIterable, Sendable { case first, middle, last }
+
+    @Test(arguments: Victim.allCases)
+    func killingANodeMidGenerationLosesNothing(_ victim: Victim) async throws {
+        let expected = try await Self.expected()
+        let c = try await Self.cluster(nodes: 4)
+        defer { c.stop() }
+        let plan = try await c.status().plan
+        let stage = plan.stages[victim == .first ? 0 : victim == .middle ? 1 : 2]
+        let name = try #require(c.name(at: stage.address))
+        let (driver, connection) = try Self.driver(c)
+        defer { connection.close() }
+        let results = await runConcurrently(driver, try Self.requests([]), after: 8) { c.signal(name, SIGKILL) }
+        Self.expectIdentical(results, expected, "kill -9 of the \(victim) node")
+        #expect(driver.replays.load(ordering: .relaxed) >= 1)
+        let after = try await c.status()
+        #expect(after.plan.epoch > plan.epoch)
+        #expect(after.nodes.first { $0.name == name }?.state == "dead")
+        try await c.expectNoSequencesLeft()
+        await driver.close()
+    }
+
+    @Test func aJoiningNodeAndADrainingNodeDropNoRequest() async throws {
+        let expected = try await Self.expected()
+        let c = try await Self.cluster(nodes: 3)
+        defer { c.stop() }
+        let (driver, connection) = try Self.driver(c)
+        defer { connection.close() }
+        // A fourth node joins mid-run: placed or kept as a standby, and nothing is dropped.
+        let joined = await runConcurrently(driver, try Self.requests([]), after: 8) { try? c.startNode("late") }
+        Self.expectIdentical(joined, expected, "a node joining")
+        try await waitFor("the fourth node to register", seconds: 30) { (try? await c.status().nodes.count) == 4 }
+        try await c.waitUntilReady(stages: 3)
+        // A serving node stopped with SIGTERM drains: the hub plans it out first.
+        let plan = try await c.status().plan
+        let leaving = try #require(c.name(at: plan.stages[1].address))
+        let drained = await runConcurrently(driver, try Self.requests([]), after: 8) { c.signal(leaving, SIGTERM) }
+        Self.expectIdentical(drained, expected, "a node draining")
+        try await waitFor("the drained node to exit", seconds: 30) { c.nodes[leaving]?.isRunning == false }
+        #expect(c.nodes[leaving]?.terminationStatus == 0)
+        let after = try await c.status()
+        #expect(!after.plan.stages.map(\.address).contains(plan.stages[1].address))
+        try await c.expectNoSequencesLeft()
+        await driver.close()
+    }
+
+    @Test func aHubRestartDoesNotDisturbRequestsAndTheHubRecoversTheCluster() async throws {
+        let expected = try await Self.expected()
+        let c = try await Self.cluster(nodes: 4)
+        defer { c.stop() }
+        let before = try await c.status()
+        let (driver, connection) = try Self.driver(c)
+        defer { connection.close() }
+        let results = await runConcurrently(driver, try Self.requests([]), after: 8) {
+            c.killHub()
+            try? c.startHub()
+        }
+        Self.expectIdentical(results, expected, "a hub restart")
+        #expect(driver.replays.load(ordering: .relaxed) == 0, "the data plane did not notice")
+        // The restarted hub knows the cluster from its snapshot, and the heartbeats confirm it.
+        try await c.waitUntilReady(stages: 3)
+        let after = try await c.status()
+        #expect(after.plan.epoch == before.plan.epoch)
+        #expect(after.plan.stages == before.plan.stages)
+        #expect(after.nodes.count == 4 && after.nodes.allSatisfy { $0.state == "active" || $0.state == "standby" })
+        try await c.expectNoSequencesLeft()
+        await driver.close()
+    }
+}
