@@ -63,10 +63,11 @@ let package = Package(
                 "TestSupport", .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // StarStream: the binary protocol that carries hidden states between nodes.
+        // StarStream: the binary protocol that carries hidden states between nodes (the wire
+        // format alone: frames, codec, NIO coders; drivers live in PipelineClient).
         .target(
             name: "StarStream",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
         ),
         // The control plane's schema: generated protobuf and gRPC code plus thin wrappers.
         .target(

@@ -95,12 +95,8 @@ extension Generate {
         let file = try GGUFFile(path: modelOptions.modelPath)
         let front = try TextFrontEnd(file: file)
         let digest = try file.modelDigest()
-        let tokens = front.tokenize(try promptText(front))
-        try sampling.validate()
-        let request = PipelineRequest(prompt: tokens, maxNewTokens: n, sampling: WireSampling(sampling),
-                                      stopTokens: front.tokenizer.endOfGenerationIDs,
-                                      history: Array(tokens.suffix(sampling.penaltyLastN)))
-        let token = clusterToken ?? ProcessEnvironment.value("PANGALACTIC_CLUSTER_TOKEN") ?? ""
+        let request = try pipelineRequest(front)
+        let token = ProcessEnvironment.clusterToken(clusterToken)
         let driver = try runBlocking { try await PipelineDriver.connect(host: host, port: port, clusterToken: token, modelDigest: digest) }
         try stream(request, events: driver.events(request), tokenizer: front.tokenizer)
         try runBlocking { await driver.close() }
@@ -108,6 +104,15 @@ extension Generate {
 }
 
 extension Generate {
+    /// The request for a pipeline: the prompt tokenized with the model's own rules, the sampler's
+    /// settings, the end-of-generation tokens and the penalty window over the prompt.
+    func pipelineRequest(_ front: TextFrontEnd) throws -> PipelineRequest {
+        let tokens = front.tokenize(try promptText(front))
+        try sampling.validate()
+        return PipelineRequest(prompt: tokens, maxNewTokens: n, sampling: WireSampling(sampling),
+                               stopTokens: front.tokenizer.endOfGenerationIDs, history: Array(tokens.suffix(sampling.penaltyLastN)))
+    }
+
     /// Runs through the hub's current pipeline with a `ClusterDriver`, which replays the request
     /// on the next plan if a node fails: the text is the same, only later.
     func runOnHub(_ address: String) throws {
@@ -116,12 +121,8 @@ extension Generate {
         defer { connection.close() }
         let info = try runBlocking { try await connection.modelInfo() }
         let front = try TextFrontEnd(file: GGUFFile(bytes: info.bytes))
-        let tokens = front.tokenize(try promptText(front))
-        try sampling.validate()
-        let request = PipelineRequest(prompt: tokens, maxNewTokens: n, sampling: WireSampling(sampling),
-                                      stopTokens: front.tokenizer.endOfGenerationIDs,
-                                      history: Array(tokens.suffix(sampling.penaltyLastN)))
-        let token = clusterToken ?? ProcessEnvironment.value("PANGALACTIC_CLUSTER_TOKEN") ?? ""
+        let request = try pipelineRequest(front)
+        let token = ProcessEnvironment.clusterToken(clusterToken)
         let driver = ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: token)
         try stream(request, events: driver.events(request), tokenizer: front.tokenizer)
         try runBlocking { await driver.close() }

@@ -52,7 +52,7 @@ struct HubCommand: ParsableCommand {
         settings.contextLength = ctx
         settings.maxSequences = maxSequences
         settings.overheadBytes = overheadBytes
-        settings.clusterToken = clusterToken ?? ProcessEnvironment.value("PANGALACTIC_CLUSTER_TOKEN") ?? ""
+        settings.clusterToken = ProcessEnvironment.clusterToken(clusterToken)
         switch wire.lowercased() {
         case "f32": settings.wire = .wireF32
         case "f16": settings.wire = .wireF16

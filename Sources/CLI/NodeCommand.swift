@@ -87,7 +87,7 @@ struct NodeCommand: ParsableCommand {
     }
 
     var modelPath: String { model ?? ProcessEnvironment.value("PANGALACTIC_MODEL") ?? ModelOptions.defaultModel }
-    var token: String { clusterToken ?? ProcessEnvironment.value("PANGALACTIC_CLUSTER_TOKEN") ?? "" }
+    var token: String { ProcessEnvironment.clusterToken(clusterToken) }
 
     func run() throws {
         LogSetup.bootstrap()

@@ -74,7 +74,7 @@ struct SoakCommand: ParsableCommand {
         }
         let connection = try HubConnection(address: hub)
         defer { connection.close() }
-        let token = clusterToken ?? ProcessEnvironment.value("PANGALACTIC_CLUSTER_TOKEN") ?? ""
+        let token = ProcessEnvironment.clusterToken(clusterToken)
         let driver = ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: token)
         final class Tally: Sendable { let counts = Mutex((requests: 0, lost: 0, wrong: 0, hung: 0)) }
         let tally = Tally()

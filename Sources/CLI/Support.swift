@@ -11,6 +11,11 @@ enum ProcessEnvironment {
         guard let p = getenv(name) else { return nil }
         return String(cString: p)
     }
+
+    /// The cluster token: the `--cluster-token` flag, else `$PANGALACTIC_CLUSTER_TOKEN`, else none.
+    static func clusterToken(_ flag: String?) -> String {
+        flag ?? value("PANGALACTIC_CLUSTER_TOKEN") ?? ""
+    }
 }
 
 /// Unbuffered-enough output for streaming text, and stderr for diagnostics.

@@ -15,7 +15,7 @@ public struct HubSettings: Sendable {
     /// ...and are dead after missing this many in a row.
     public var missedHeartbeats = 3
     /// After a restart from a snapshot, nodes have this long to heartbeat before they are dead.
-    public var recoveryGraceSeconds = 6.0
+    public var recoveryGraceSeconds = 10.0
     /// A joining node triggers a re-plan only when the predicted step time improves by more than
     /// this fraction: start-up speed probes on busy machines vary by tens of percent, and every
     /// re-plan costs each request in flight a replay.
@@ -140,6 +140,8 @@ struct ClusterState {
         if let model, model.digest != r.model.digest {
             throw .differentModel(node: Self.hex(r.model.digest), cluster: Self.hex(model.digest))
         }
+        // A hub that restarted without its state numbers its epochs above what nodes serve.
+        epoch = max(epoch, r.servingEpoch)
         if model == nil {
             model = r.model
             note("model \(r.model.name) (\(r.model.layerCount) layers, digest \(Self.hex(r.model.digest).prefix(16)))")
@@ -183,6 +185,7 @@ struct ClusterState {
     /// A heartbeat from `id`; false when the node is unknown (it must register).
     mutating func heartbeat(_ h: Pangalactic_Control_V1_NodeHeartbeat, now: Double) -> Bool {
         guard var entry = nodes[h.nodeID] else { return false }
+        epoch = max(epoch, h.epoch)
         let wasDead = entry.liveness == .dead
         if entry.liveness == .recovering { note("node recovered", node: h.nodeID) }
         entry.liveness = .alive
@@ -305,6 +308,7 @@ struct ClusterState {
         a.wire = settings.wire
         a.contextLength = UInt32(settings.contextLength)
         a.maxSequences = UInt32(settings.maxSequences)
+        if let model { a.modelDigest = model.digest }
         guard let plan, let index = plan.stages.firstIndex(where: { $0.nodeID == id }) else { return a }
         let stage = plan.stages[index]
         a.active = true

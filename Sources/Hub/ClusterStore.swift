@@ -76,7 +76,7 @@ public final class SnapshotFileStore: ClusterStore {
         var bytes = [UInt8](repeating: 0, count: size)
         var done = 0
         while done < size {
-            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, size - done) }
+            let n = bytes.withUnsafeMutableBytes { b in b.baseAddress.map { read(fd, $0 + done, size - done) } ?? -1 }
             guard n > 0 else { throw ClusterStoreError.io("short read of \(path)") }
             done += n
         }
@@ -103,7 +103,7 @@ public final class SnapshotFileStore: ClusterStore {
         guard fd >= 0 else { throw ClusterStoreError.io("cannot create \(temporary): \(String(cString: strerror(errno)))") }
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, bytes.count - done) }
+            let n = bytes.withUnsafeBytes { b in b.baseAddress.map { write(fd, $0 + done, bytes.count - done) } ?? -1 }
             guard n > 0 else {
                 close(fd)
                 throw ClusterStoreError.io("cannot write \(temporary): \(String(cString: strerror(errno)))")

@@ -133,6 +133,7 @@ public final class ClusterMember: Sendable {
         request.version = PanGalacticVersion.current
         request.model = layout
         request.clusterToken = configuration.clusterToken
+        request.servingEpoch = host.epoch
         let reply = try await connection.control.register(request, options: HubConnection.deadline(seconds: 5))
         logger.info("registered with the hub", metadata: ["hub": "\(configuration.hub)", "epoch": "\(reply.epoch)",
                                                          "budget": "\(memoryBudgetBytes)", "speed_MBps": "\(Int(speedBytesPerSecond / 1e6))"])

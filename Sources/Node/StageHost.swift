@@ -62,6 +62,10 @@ final class StageHost: @unchecked Sendable {
     private func applyNow(_ a: Pangalactic_Control_V1_Assignment) {
         let (served, key, running) = current.withLock { ($0.epoch, $0.key, $0.node) }
         guard a.epoch > served else { return }
+        guard a.modelDigest.isEmpty || Array(a.modelDigest) == digest else {
+            logger.error("ignoring an assignment for another model", metadata: ["epoch": "\(a.epoch)"])
+            return
+        }
         guard a.active else {
             if running != nil { logger.info("standing by", metadata: ["epoch": "\(a.epoch)"]) }
             running?.stop()

@@ -64,6 +64,9 @@ public final class ClusterDriver: Sendable {
     private let logger: Logger
     /// How long a request waits for a working pipeline before it fails.
     public let failoverTimeoutSeconds: Double
+    /// A request that has failed over this many times fails for good (a cluster that keeps
+    /// breaking under it should not hold the client forever).
+    public let maxReplays = 32
     /// The driver's connection to the current plan's node 0.
     private let link = Mutex<(epoch: UInt64, entry: String, driver: PipelineDriver)?>(nil)
     /// Replays so far (tests and logs).
@@ -110,7 +113,10 @@ public final class ClusterDriver: Sendable {
         var failedAt = 0.0
         var lastError: PipelineError?
         let drawsPerToken: UInt64 = request.sampling.temperature > 0 ? 1 : 0
+        var attempts = 0
         while !Task.isCancelled {
+            attempts += 1
+            if attempts > maxReplays + 1, let lastError { return emit(.failed(lastError)) }
             let remaining = request.maxNewTokens - generated.count
             if remaining <= 0 { return emit(.done(.length, generated: generated.count)) }
             let connection: (UInt64, PipelineDriver)
@@ -127,9 +133,11 @@ public final class ClusterDriver: Sendable {
             replay.maxNewTokens = remaining
             replay.history = Array((request.history + generated).suffix(Int(request.sampling.penaltyLastN)))
             replay.randomDraws = request.randomDraws + drawsPerToken * UInt64(generated.count)
-            if !generated.isEmpty {
+            if failedEpoch != nil {
                 replays.add(1, ordering: .relaxed)
-                logger.info("replaying a request on a new pipeline", metadata: ["epoch": "\(epoch)", "tokens": "\(replay.prompt.count)"])
+                let pause = Int((Self.now() - failedAt) * 1000)
+                logger.info("replaying a request on a new pipeline",
+                            metadata: ["epoch": "\(epoch)", "tokens": "\(replay.prompt.count)", "pause_ms": "\(pause)"])
             }
             var outcome: PipelineEvent?
             let stream = driver.events(replay)

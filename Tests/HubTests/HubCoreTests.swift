@@ -297,6 +297,16 @@ struct HubCoreTests {
         #expect(!again.routePlan.stages.map(\.nodeID).contains(missing))
     }
 
+    @Test func aHubThatLostItsStateNumbersItsEpochsAboveTheNodes() throws {
+        let clock = Clock()
+        let core = try Self.core(clock)
+        var returning = Self.request("n1", budget: 20_000_000)
+        returning.servingEpoch = 41
+        try core.register(returning)
+        let a = try #require(try Self.beat(core, "n1", epoch: 41, serving: true))
+        #expect(a.epoch > 41 && a.active)
+    }
+
     @Test func unknownNodesAreToldToRegisterAndDeadOnesAreForgottenLater() throws {
         let clock = Clock()
         var settings = Self.settings

@@ -156,6 +156,13 @@ public nonisolated struct Pangalactic_Control_V1_RegisterRequest: @unchecked Sen
     set {_uniqueStorage()._clusterToken = newValue}
   }
 
+  /// The assignment epoch the node serves (0: none). A hub that lost its state continues its
+  /// epochs above every node's, so its new assignments are never taken for stale ones.
+  public var servingEpoch: UInt64 {
+    get {_storage._servingEpoch}
+    set {_uniqueStorage()._servingEpoch = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -286,6 +293,9 @@ public nonisolated struct Pangalactic_Control_V1_Assignment: Sendable {
   public var stageIndex: UInt32 = 0
 
   public var stageCount: UInt32 = 0
+
+  /// The model the cluster runs (the node checks it is the one it holds).
+  public var modelDigest: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -728,7 +738,7 @@ nonisolated extension Pangalactic_Control_V1_ModelLayout: SwiftProtobuf.Message,
 
 nonisolated extension Pangalactic_Control_V1_RegisterRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegisterRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}name\0\u{1}address\0\u{3}memory_budget_bytes\0\u{3}speed_bytes_per_second\0\u{1}version\0\u{1}model\0\u{3}cluster_token\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}name\0\u{1}address\0\u{3}memory_budget_bytes\0\u{3}speed_bytes_per_second\0\u{1}version\0\u{1}model\0\u{3}cluster_token\0\u{3}serving_epoch\0")
 
   fileprivate class _StorageClass {
     var _nodeID: String = String()
@@ -739,6 +749,7 @@ nonisolated extension Pangalactic_Control_V1_RegisterRequest: SwiftProtobuf.Mess
     var _version: String = String()
     var _model: Pangalactic_Control_V1_ModelLayout? = nil
     var _clusterToken: String = String()
+    var _servingEpoch: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -757,6 +768,7 @@ nonisolated extension Pangalactic_Control_V1_RegisterRequest: SwiftProtobuf.Mess
       _version = source._version
       _model = source._model
       _clusterToken = source._clusterToken
+      _servingEpoch = source._servingEpoch
     }
   }
 
@@ -783,6 +795,7 @@ nonisolated extension Pangalactic_Control_V1_RegisterRequest: SwiftProtobuf.Mess
         case 6: try { try decoder.decodeSingularStringField(value: &_storage._version) }()
         case 7: try { try decoder.decodeSingularMessageField(value: &_storage._model) }()
         case 8: try { try decoder.decodeSingularStringField(value: &_storage._clusterToken) }()
+        case 9: try { try decoder.decodeSingularUInt64Field(value: &_storage._servingEpoch) }()
         default: break
         }
       }
@@ -819,6 +832,9 @@ nonisolated extension Pangalactic_Control_V1_RegisterRequest: SwiftProtobuf.Mess
       if !_storage._clusterToken.isEmpty {
         try visitor.visitSingularStringField(value: _storage._clusterToken, fieldNumber: 8)
       }
+      if _storage._servingEpoch != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._servingEpoch, fieldNumber: 9)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -836,6 +852,7 @@ nonisolated extension Pangalactic_Control_V1_RegisterRequest: SwiftProtobuf.Mess
         if _storage._version != rhs_storage._version {return false}
         if _storage._model != rhs_storage._model {return false}
         if _storage._clusterToken != rhs_storage._clusterToken {return false}
+        if _storage._servingEpoch != rhs_storage._servingEpoch {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1066,7 +1083,7 @@ nonisolated extension Pangalactic_Control_V1_NodeHeartbeat: SwiftProtobuf.Messag
 
 nonisolated extension Pangalactic_Control_V1_Assignment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Assignment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}epoch\0\u{1}active\0\u{3}first_layer\0\u{3}end_layer\0\u{3}next_address\0\u{1}wire\0\u{3}context_length\0\u{3}max_sequences\0\u{3}stage_index\0\u{3}stage_count\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}epoch\0\u{1}active\0\u{3}first_layer\0\u{3}end_layer\0\u{3}next_address\0\u{1}wire\0\u{3}context_length\0\u{3}max_sequences\0\u{3}stage_index\0\u{3}stage_count\0\u{3}model_digest\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1084,6 +1101,7 @@ nonisolated extension Pangalactic_Control_V1_Assignment: SwiftProtobuf.Message, 
       case 8: try { try decoder.decodeSingularUInt32Field(value: &self.maxSequences) }()
       case 9: try { try decoder.decodeSingularUInt32Field(value: &self.stageIndex) }()
       case 10: try { try decoder.decodeSingularUInt32Field(value: &self.stageCount) }()
+      case 11: try { try decoder.decodeSingularBytesField(value: &self.modelDigest) }()
       default: break
       }
     }
@@ -1120,6 +1138,9 @@ nonisolated extension Pangalactic_Control_V1_Assignment: SwiftProtobuf.Message, 
     if self.stageCount != 0 {
       try visitor.visitSingularUInt32Field(value: self.stageCount, fieldNumber: 10)
     }
+    if !self.modelDigest.isEmpty {
+      try visitor.visitSingularBytesField(value: self.modelDigest, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1134,6 +1155,7 @@ nonisolated extension Pangalactic_Control_V1_Assignment: SwiftProtobuf.Message, 
     if lhs.maxSequences != rhs.maxSequences {return false}
     if lhs.stageIndex != rhs.stageIndex {return false}
     if lhs.stageCount != rhs.stageCount {return false}
+    if lhs.modelDigest != rhs.modelDigest {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
