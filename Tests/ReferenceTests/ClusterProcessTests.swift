@@ -190,9 +190,9 @@ struct ClusterProcessTests {
             #expect(n.hasLayers_p, "\(n.name) serves")
             #expect(n.memoryBytes <= n.budgetBytes, "\(n.name): \(n.memoryBytes) reserved of \(n.budgetBytes)")
         }
-        // The largest budget holds the most layers.
-        let counts = Dictionary(uniqueKeysWithValues: status.nodes.map { ($0.name, Int($0.endLayer) - Int($0.firstLayer)) })
-        #expect((counts["large"] ?? 0) > (counts["small"] ?? 0))
+        // No two of them could hold it: every budget is used (how the layers split between them
+        // follows the measured speeds; PlacementTests check that rule).
+        #expect(status.plan.stages.count == 3)
 
         // The driver needs no model file: `generate --hub` tokenizes from the hub's metadata and
         // prints the single process's greedy text.
