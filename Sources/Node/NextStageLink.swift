@@ -22,6 +22,9 @@ final class NextStageLink: @unchecked Sendable {
     private let channel = Mutex<Channel?>(nil)
     private let stopped = Atomic<Bool>(false)
     private let lastComplaint = Mutex<String>("")
+    /// Connection attempts since the link was last up: the first second retries every 50 ms
+    /// (a re-planned ring comes together quickly), then every 200 ms.
+    private let failedAttempts = Atomic<Int>(0)
     /// Recent PING round trips to the next stage, in nanoseconds (newest last, at most 32).
     private let roundTrips = Mutex<[UInt64]>([])
 
@@ -139,16 +142,21 @@ final class NextStageLink: @unchecked Sendable {
                     if wasUp {
                         onDown()
                     }
-                    connect(after: 0.2)
+                    connect(after: retryDelay())
                 }
             case let .failure(error):
                 complain("next stage \(address) unreachable (\(error)); retrying")
-                connect(after: 0.2)
+                connect(after: retryDelay())
             }
         }
     }
 
+    private func retryDelay() -> Double {
+        failedAttempts.add(1, ordering: .relaxed).newValue <= 20 ? 0.05 : 0.2
+    }
+
     fileprivate func accepted(_ ch: Channel) {
+        failedAttempts.store(0, ordering: .relaxed)
         if stopped.load(ordering: .relaxed) { ch.close(promise: nil); return }
         channel.withLock { $0 = ch }
         lastComplaint.withLock { $0 = "" }

@@ -35,6 +35,7 @@ public final class PipelineNode: @unchecked Sendable {
     private let probePrefix = UInt64.random(in: 1 ... UInt64(UInt32.max)) << 32
     private let probeCounter = Atomic<UInt64>(0)
     private let lastProbeReturn = Atomic<UInt64>(0)
+    private let lastProbeSent = Atomic<UInt64>(0)
     private let driverProbes = Mutex<[UInt64: Channel]>([:])
 
     public var counters: StageCounters { scheduler.counters }
@@ -126,8 +127,10 @@ public final class PipelineNode: @unchecked Sendable {
         }
         link.start()
         if isFirst {
-            let interval = TimeAmount.nanoseconds(Int64(configuration.probeIntervalSeconds * 1e9))
-            probeTask = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: interval) { [unowned self] _ in
+            // The timer runs every 50 ms; a probe goes out on each tick while the ring is not
+            // known to be complete (so a new or re-planned ring is found within a round trip),
+            // and once per probe interval after that.
+            probeTask = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(20), delay: .milliseconds(50)) { [unowned self] _ in
                 self.probeTick()
             }
         }
@@ -159,12 +162,16 @@ public final class PipelineNode: @unchecked Sendable {
 
     private func probeTick() {
         let t = now()
-        if ring.healthy.load(ordering: .relaxed) {
+        let healthy = ring.healthy.load(ordering: .relaxed)
+        if healthy {
             let last = lastProbeReturn.load(ordering: .relaxed)
             if t > last, Double(t - last) * 1e-9 > configuration.probeTimeoutSeconds {
                 ringBroken("no probe came back around the ring for \(configuration.probeTimeoutSeconds) s")
             }
+            let sent = lastProbeSent.load(ordering: .relaxed)
+            if t > sent, Double(t - sent) * 1e-9 < configuration.probeIntervalSeconds { return }
         }
+        lastProbeSent.store(t, ordering: .relaxed)
         let nonce = probePrefix | (probeCounter.add(1, ordering: .relaxed).newValue & 0xFFFF_FFFF)
         link.send([StarStreamFrame(payload: .probe(nonce))])
     }
