@@ -102,7 +102,7 @@ public final class ClusterDriver: Sendable {
                     StarStreamErrorCode.internalError, StarStreamErrorCode.unknownSequence].contains(code)
         case .connectionLost, .timedOut, .connectFailed, .refused:
             return true
-        case .invalidRequest:
+        case .invalidRequest, .notDeployed:
             return false
         }
     }
@@ -182,14 +182,14 @@ public final class ClusterDriver: Sendable {
             }
             do {
                 let plan = try await source.currentPlan()
-                if let problem = plan.problem { throw PipelineError.refused(problem) }
+                if let problem = plan.problem { throw PipelineError.notDeployed(problem) }
                 let fresh = failed.map { plan.epoch > $0 || Self.now() - failedAt > 1 } ?? true
                 if plan.ready, fresh, let entry = plan.entry {
                     return try await connect(epoch: plan.epoch, entry: entry, digest: plan.modelDigest)
                 }
                 lastProblem = plan.ready ? "waiting for a new plan" : "the pipeline of epoch \(plan.epoch) is not ready"
             } catch let error as PipelineError {
-                if case .refused = error { throw error }
+                if case .notDeployed = error { throw error }
                 lastProblem = "\(error)"
             } catch is CancellationError {
                 throw CancellationError()
@@ -197,7 +197,7 @@ public final class ClusterDriver: Sendable {
                 lastProblem = "hub: \(error)"
             }
             if Self.now() > deadline {
-                throw PipelineError.timedOut(seconds: failoverTimeoutSeconds)
+                throw PipelineError.connectFailed("no ready pipeline within \(failoverTimeoutSeconds) s (\(lastProblem))")
             }
             logger.debug("waiting for a pipeline", metadata: ["why": "\(lastProblem)"])
             try await Task.sleep(for: .milliseconds(100))
@@ -225,7 +225,7 @@ public final class ClusterDriver: Sendable {
         switch error {
         case let .remote(code, _): code == StarStreamErrorCode.pipelineBroken
         case .connectionLost, .refused, .connectFailed: true
-        case .timedOut, .invalidRequest: false
+        case .timedOut, .invalidRequest, .notDeployed: false
         }
     }
 

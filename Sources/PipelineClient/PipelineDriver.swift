@@ -50,6 +50,8 @@ public enum PipelineError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidRequest(String)
     case connectFailed(String)
     case refused(String)
+    /// The cluster cannot serve the model (its nodes cannot hold it): the hub's reason.
+    case notDeployed(String)
 
     public var description: String {
         switch self {
@@ -59,6 +61,7 @@ public enum PipelineError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .invalidRequest(m): "invalid request: \(m)"
         case let .connectFailed(m): "cannot connect to the pipeline: \(m)"
         case let .refused(m): "the pipeline refused this driver: \(m)"
+        case let .notDeployed(m): "the model is not deployed: \(m)"
         }
     }
 }

@@ -98,6 +98,12 @@ final class TestCluster: @unchecked Sendable {
 
     func hub() throws -> HubConnection { try HubConnection(host: "127.0.0.1", port: hubPort) }
 
+    /// A driver on the hub's route plans, with the connection it uses (close it when done).
+    func driver() throws -> (ClusterDriver, HubConnection) {
+        let connection = try hub()
+        return (ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: token, logger: quietLogger), connection)
+    }
+
     func status() async throws -> Pangalactic_Control_V1_ClusterStatusReply {
         let connection = try hub()
         defer { connection.close() }
@@ -194,9 +200,8 @@ func clusterRequests(tokens: Int = 160) -> [PipelineRequest] {
             #expect(n.state == "active" && n.hasLayers_p)
             #expect(n.memoryBytes <= n.budgetBytes)
         }
-        let connection = try c.hub()
+        let (driver, connection) = try c.driver()
         defer { connection.close() }
-        let driver = ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: c.token, logger: quietLogger)
         let requests = clusterRequests(tokens: 40)
         let expected = try requests.map { try c.reference($0) }
         Self.expectIdentical(await runConcurrently(driver, requests), expected)
@@ -212,9 +217,8 @@ func clusterRequests(tokens: Int = 160) -> [PipelineRequest] {
     @Test func killingAMiddleNodeLosesNothing() async throws {
         let c = try await Self.cluster()
         defer { c.stop() }
-        let connection = try c.hub()
+        let (driver, connection) = try c.driver()
         defer { connection.close() }
-        let driver = ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: c.token, logger: quietLogger)
         let requests = clusterRequests()
         let expected = try requests.map { try c.reference($0) }
         let plan = try await c.status().plan
@@ -232,9 +236,8 @@ func clusterRequests(tokens: Int = 160) -> [PipelineRequest] {
     @Test func drainingANodeMovesItsRequestsWithoutDroppingOne() async throws {
         let c = try await Self.cluster()
         defer { c.stop() }
-        let connection = try c.hub()
+        let (driver, connection) = try c.driver()
         defer { connection.close() }
-        let driver = ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: c.token, logger: quietLogger)
         let requests = clusterRequests()
         let expected = try requests.map { try c.reference($0) }
         let plan = try await c.status().plan
@@ -252,9 +255,8 @@ func clusterRequests(tokens: Int = 160) -> [PipelineRequest] {
         let c = try await Self.cluster()
         defer { c.stop() }
         let before = try await c.status()
-        let connection = try c.hub()
+        let (driver, connection) = try c.driver()
         defer { connection.close() }
-        let driver = ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: c.token, logger: quietLogger)
         let requests = clusterRequests()
         let expected = try requests.map { try c.reference($0) }
         let port = c.hubPort
@@ -275,9 +277,8 @@ func clusterRequests(tokens: Int = 160) -> [PipelineRequest] {
     @Test func aNodeThatJoinsMidRunIsAStandbyAndDropsNothing() async throws {
         let c = try await Self.cluster(nodes: 3)
         defer { c.stop() }
-        let connection = try c.hub()
+        let (driver, connection) = try c.driver()
         defer { connection.close() }
-        let driver = ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: c.token, logger: quietLogger)
         let requests = clusterRequests()
         let expected = try requests.map { try c.reference($0) }
         let results = await runConcurrently(driver, requests) { _ = try? c.addNode(budget: c.budget(layers: 2), name: "late") }
@@ -292,9 +293,8 @@ func clusterRequests(tokens: Int = 160) -> [PipelineRequest] {
     @Test func whenTheRestCannotHoldTheModelTheClientGetsAClearErrorAtOnce() async throws {
         let c = try await Self.cluster(nodes: 3)
         defer { c.stop() }
-        let connection = try c.hub()
+        let (driver, connection) = try c.driver()
         defer { connection.close() }
-        let driver = ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: c.token, logger: quietLogger)
         let plan = try await c.status().plan
         let victim = try #require(c.member(at: plan.stages[2].address))
         let started = Date()
