@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ControlPlane
+import Dispatch
 import Foundation
 import Logging
 import Synchronization
@@ -23,6 +24,9 @@ public final class HubCore: Sendable {
     private let snapshotVersion = Atomic<UInt64>(0)
     /// Set while the hub stops: streams that end then are the hub's doing, not node deaths.
     private let shuttingDown = Atomic<Bool>(false)
+    /// Snapshots are written here, in order, so that a slow disk (fsync) never holds up the
+    /// RPCs that changed the state; the store drops a version older than one it holds.
+    private let saves = DispatchQueue(label: "pangalactic.hub.snapshots")
 
     /// Starts from `store`'s snapshot when it has one.
     public init(settings: HubSettings, store: ClusterStore, logger: Logger,
@@ -68,9 +72,7 @@ public final class HubCore: Sendable {
             logger.info("\(e.message)", metadata: metadata)
         }
         guard let snapshot else { return }
-        if saving {
-            do { try store.save(snapshot, version: version) } catch { logger.error("cannot save the hub's state", metadata: ["error": "\(error)"]) }
-        }
+        if saving { save(snapshot, version: version) }
         pushAssignments()
     }
 
@@ -95,7 +97,19 @@ public final class HubCore: Sendable {
     /// Saves a snapshot even though no event changed the epoch (the model's metadata arrived).
     private func flushSnapshot() {
         let (snapshot, version) = state.withLock { s in (s.snapshot, snapshotVersion.add(1, ordering: .relaxed).newValue) }
-        do { try store.save(snapshot, version: version) } catch { logger.error("cannot save the hub's state", metadata: ["error": "\(error)"]) }
+        save(snapshot, version: version)
+    }
+
+    private func save(_ snapshot: Pangalactic_Control_V1_HubSnapshot, version: UInt64) {
+        let (store, logger) = (self.store, self.logger)
+        saves.async {
+            do { try store.save(snapshot, version: version) } catch { logger.error("cannot save the hub's state", metadata: ["error": "\(error)"]) }
+        }
+    }
+
+    /// Returns once every snapshot queued so far is in the store.
+    public func waitForSaves() {
+        saves.sync {}
     }
 
     public var modelInfo: (bytes: [UInt8], digest: [UInt8])? {
@@ -161,6 +175,7 @@ public final class HubCore: Sendable {
     /// and the snapshot keeps the cluster as it was (a restarted hub recovers it).
     public func beginShutdown() {
         shuttingDown.store(true, ordering: .relaxed)
+        waitForSaves()
     }
 
     /// The stream `serial` of node `id` ended: the node is dead, unless it has already opened a

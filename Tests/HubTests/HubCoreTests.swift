@@ -265,6 +265,7 @@ struct HubCoreTests {
         try Self.settle(core, ["n1", "n2", "n3"])
         let plan = core.routePlan
         #expect(plan.ready)
+        core.waitForSaves()
 
         let restarted = try Self.core(clock, store: store)
         #expect(restarted.epoch == plan.epoch)
@@ -278,6 +279,7 @@ struct HubCoreTests {
         }
         #expect(restarted.routePlan.ready)
         #expect(restarted.epoch == plan.epoch)
+        restarted.waitForSaves()
 
         // A node that does not come back within the grace is dead, and the plan moves.
         let again = try Self.core(clock, store: store)

@@ -104,10 +104,19 @@ final class TestCluster: @unchecked Sendable {
         return (ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: token, logger: quietLogger), connection)
     }
 
+    /// The hub's status, retried for up to 30 s (a loaded machine, a restarting hub).
     func status() async throws -> Pangalactic_Control_V1_ClusterStatusReply {
         let connection = try hub()
         defer { connection.close() }
-        return try await connection.control.clusterStatus(.init(), options: HubConnection.deadline(seconds: 5))
+        let deadline = Date().addingTimeInterval(30)
+        while true {
+            do {
+                return try await connection.control.clusterStatus(.init(), options: HubConnection.deadline(seconds: 10))
+            } catch {
+                guard Date() < deadline else { throw error }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
     }
 
     /// Waits until the plan is ready with `stages` stages.

@@ -75,6 +75,7 @@ struct ClusterProcessTests {
         func name(at address: String) -> String? { addresses.first { $0.value == address }?.key }
 
         func stop() {
+            statusConnection?.close()
             for p in Array(nodes.values) + [hub].compactMap({ $0 }) where p.isRunning { kill(p.processIdentifier, SIGKILL) }
             for p in Array(nodes.values) + [hub].compactMap({ $0 }) { p.waitUntilExit() }
             unlink(statePath)
@@ -82,10 +83,21 @@ struct ClusterProcessTests {
 
         func connection() throws -> HubConnection { try HubConnection(host: "127.0.0.1", port: hubPort) }
 
+        /// One connection for the test's own status calls; it reconnects across hub restarts.
+        private lazy var statusConnection: HubConnection? = try? connection()
+
+        /// The hub's status, retried for up to 30 s (a loaded machine, a restarting hub).
         func status() async throws -> Pangalactic_Control_V1_ClusterStatusReply {
-            let c = try connection()
-            defer { c.close() }
-            return try await c.control.clusterStatus(.init(), options: HubConnection.deadline(seconds: 5))
+            guard let c = statusConnection else { throw WaitTimeout(message: "cannot create a hub connection") }
+            let deadline = Date().addingTimeInterval(30)
+            while true {
+                do {
+                    return try await c.control.clusterStatus(.init(), options: HubConnection.deadline(seconds: 10))
+                } catch {
+                    guard Date() < deadline else { throw error }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
         }
 
         func waitUntilReady(stages: Int, seconds: Double = 60) async throws {

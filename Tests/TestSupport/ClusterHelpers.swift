@@ -7,6 +7,7 @@ import Synchronization
 public struct WaitTimeout: Error, CustomStringConvertible {
     public let message: String
     public var description: String { message }
+    public init(message: String) { self.message = message }
 }
 
 /// Polls `condition` every 20 ms until it holds or `seconds` pass, then fails naming `what`.
