@@ -51,6 +51,10 @@ final class TestCluster: @unchecked Sendable {
         s.overheadBytes = 0
         s.clusterToken = token
         s.joinGain = 10 // tests decide placement by budget: a joiner never takes over by speed
+        // The hub and the nodes share this test process with other suites, whose synchronous
+        // work can hold the cooperative threads for seconds: only deaths the tests cause count.
+        s.missedHeartbeats = 15
+        s.recoveryGraceSeconds = 30
         settings = s
     }
 
