@@ -9,6 +9,13 @@ import Tokenizer
 
 /// Errors the engine reports to its callers (CLI, gateway), wrapping lower layers' errors.
 public enum EngineError: Error, CustomStringConvertible {
+    init(_ error: TextFrontEndError) {
+        switch error {
+        case let .tokenizer(e): self = .tokenizer(e)
+        case let .template(e): self = .template(e)
+        }
+    }
+
     case model(ModelError)
     case file(GGUFError)
     case tokenizer(any Error)
@@ -60,7 +67,11 @@ public final class InferenceEngine: @unchecked Sendable {
         } catch {
             throw .model(error)
         }
-        text = try TextFrontEnd(file: file)
+        do {
+            text = try TextFrontEnd(file: file)
+        } catch {
+            throw EngineError(error)
+        }
         pool = ComputePool(threadCount: threads)
         let trained = model.config.trainedContextLength
         let requested = contextLength ?? min(trained, 4096)
@@ -93,7 +104,11 @@ public final class InferenceEngine: @unchecked Sendable {
 
     /// Renders a conversation with the model's own chat template (see `TextFrontEnd`).
     public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) throws(EngineError) -> String {
-        try text.renderChat(messages, addGenerationPrompt: addGenerationPrompt)
+        do {
+            return try text.renderChat(messages, addGenerationPrompt: addGenerationPrompt)
+        } catch {
+            throw EngineError(error)
+        }
     }
 
     /// Tokenizes a prompt with the model's BOS rule and special tokens parsed.

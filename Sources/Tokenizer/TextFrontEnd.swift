@@ -1,14 +1,27 @@
 import GGUF
-import Tokenizer
+
+/// Why a model's text side cannot be built or used.
+public enum TextFrontEndError: Error, CustomStringConvertible {
+    case tokenizer(any Error)
+    case template(any Error)
+
+    public var description: String {
+        switch self {
+        case let .tokenizer(e): "tokenizer: \(e)"
+        case let .template(e): "chat template: \(e)"
+        }
+    }
+}
 
 /// The text side of a model: tokenizer and chat template, without any weights. A pipeline
-/// driver (and later the gateway) needs exactly this: it turns messages into token ids and
-/// token ids back into text, while the layers run elsewhere.
+/// driver and the gateway need exactly this: it turns messages into token ids and token ids
+/// back into text, while the layers run elsewhere. It reads only the GGUF's metadata, so a file
+/// without tensors (the hub's `GetModelInfo`, llama.cpp's vocab-only files) is enough.
 public final class TextFrontEnd: @unchecked Sendable {
     public let tokenizer: Tokenizer
     public let chatTemplate: ChatTemplate?
 
-    public init(file: GGUFFile) throws(EngineError) {
+    public init(file: GGUFFile) throws(TextFrontEndError) {
         do {
             tokenizer = try Tokenizer(vocabulary: Vocabulary(gguf: file))
         } catch {
@@ -27,7 +40,7 @@ public final class TextFrontEnd: @unchecked Sendable {
 
     /// Renders a conversation with the model's own chat template, or a plain fallback format
     /// when the file has none.
-    public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) throws(EngineError) -> String {
+    public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) throws(TextFrontEndError) -> String {
         guard let chatTemplate else {
             return messages.map { "\($0.role): \($0.content)\n" }.joined() + (addGenerationPrompt ? "assistant:" : "")
         }
