@@ -14,6 +14,14 @@ public final class HubServer: Sendable {
         self.logger = logger
     }
 
+    /// Call before cancelling `run`: the heartbeat streams that close from then on are the hub's
+    /// own doing, not node deaths, and the snapshot keeps the cluster as it is. (Cancelling a task
+    /// cancels its children before its own cancellation handler runs, so `run` cannot do this
+    /// itself in time.)
+    public func prepareToStop() {
+        core.beginShutdown()
+    }
+
     /// Serves on `host:port` (port 0 picks a free one) until the task is cancelled;
     /// `onListening` gets the bound port once the socket is open.
     public func run(host: String, port: Int, onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {

@@ -84,14 +84,27 @@ public final class ClusterDriver: Sendable {
     /// Cancelling the consuming task cancels the request.
     public func events(_ request: PipelineRequest) -> AsyncStream<PipelineEvent> {
         AsyncStream { continuation in
-            let task = Task {
-                await self.run(request) { continuation.yield($0) }
-                continuation.finish()
+            let handle = submit(request) { event in
+                continuation.yield(event)
+                switch event {
+                case .done, .failed: continuation.finish()
+                case .token: break
+                }
             }
             continuation.onTermination = { reason in
-                if case .cancelled = reason { task.cancel() }
+                if case .cancelled = reason { handle.cancel() }
             }
         }
+    }
+
+    /// Starts `request`. `onEvent` gets its tokens, then exactly one `done` or `failed`; it is
+    /// called on the connection's event loop as the tokens arrive (no task hop per token), and
+    /// from a task when the request fails over or fails before it reaches a pipeline.
+    @discardableResult
+    public func submit(_ request: PipelineRequest, onEvent: @escaping @Sendable (PipelineEvent) -> Void) -> ClusterRequest {
+        let r = ClusterRequest(request: request, onEvent: onEvent)
+        r.task.withLock { $0 = Task { await self.attempt(r) } }
+        return r
     }
 
     /// Whether a failure may be survived by replaying on a newer plan.
@@ -107,66 +120,70 @@ public final class ClusterDriver: Sendable {
         }
     }
 
-    private func run(_ request: PipelineRequest, emit: @escaping @Sendable (PipelineEvent) -> Void) async {
-        var generated: [Int32] = []
-        var failedEpoch: UInt64?
-        var failedAt = 0.0
-        var lastError: PipelineError?
-        let drawsPerToken: UInt64 = request.sampling.temperature > 0 ? 1 : 0
-        var attempts = 0
-        while !Task.isCancelled {
-            attempts += 1
-            if attempts > maxReplays + 1, let lastError { return emit(.failed(lastError)) }
-            let remaining = request.maxNewTokens - generated.count
-            if remaining <= 0 { return emit(.done(.length, generated: generated.count)) }
-            let connection: (UInt64, PipelineDriver)
-            do {
-                connection = try await pipeline(after: failedEpoch, failedAt: failedAt)
-            } catch let error as PipelineError {
-                return emit(.failed(error))
-            } catch {
-                return emit(.failed(lastError ?? .connectFailed("\(error)")))
+    /// Puts the request on a pipeline: the current plan's, or after a failure the next one,
+    /// replaying what it has generated so far.
+    private func attempt(_ r: ClusterRequest) async {
+        let (failedEpoch, failedAt, lastError, attempts) = r.state.withLock { s in
+            s.attempts += 1
+            return (s.failedEpoch, s.failedAt, s.lastError, s.attempts)
+        }
+        if attempts > maxReplays + 1, let lastError { return r.finish(.failed(lastError)) }
+        let connection: (UInt64, PipelineDriver)
+        do {
+            connection = try await pipeline(after: failedEpoch, failedAt: failedAt)
+        } catch let error as PipelineError {
+            return r.finish(.failed(error))
+        } catch {
+            if !r.isCancelled { r.finish(.failed(lastError ?? .connectFailed("\(error)"))) }
+            return
+        }
+        let (epoch, driver) = connection
+        let request = r.request
+        let generated = r.state.withLock { $0.generated }
+        let remaining = request.maxNewTokens - generated.count
+        if remaining <= 0 { return r.finish(.done(.length, generated: generated.count)) }
+        var replay = request
+        replay.prompt = request.prompt + generated
+        replay.maxNewTokens = remaining
+        replay.history = Array((request.history + generated).suffix(Int(request.sampling.penaltyLastN)))
+        replay.randomDraws = request.randomDraws + (request.sampling.temperature > 0 ? UInt64(generated.count) : 0)
+        if failedEpoch != nil {
+            replays.add(1, ordering: .relaxed)
+            logger.info("replaying a request on a new pipeline",
+                        metadata: ["epoch": "\(epoch)", "tokens": "\(replay.prompt.count)", "pause_ms": "\(Int((Self.now() - failedAt) * 1000))"])
+        }
+        do {
+            let sequence = try driver.submit(replay) { [self] event in received(event, for: r, epoch: epoch, on: driver) }
+            if !r.attach(driver: driver, sequence: sequence) { driver.cancel(sequence) }
+        } catch {
+            received(.failed(error), for: r, epoch: epoch, on: driver)
+        }
+    }
+
+    /// An event of the request's current sequence (on the connection's event loop).
+    private func received(_ event: PipelineEvent, for r: ClusterRequest, epoch: UInt64, on driver: PipelineDriver) {
+        switch event {
+        case let .token(id, logprob):
+            guard r.state.withLock({ s -> Bool in
+                guard !s.finished else { return false }
+                s.generated.append(id)
+                return true
+            }) else { return }
+            r.onEvent(.token(id, logprob: logprob))
+        case let .done(cause, _):
+            r.finish(.done(cause, generated: r.state.withLock { $0.generated.count }))
+        case let .failed(error) where Self.isRetryable(error) && !r.isCancelled:
+            logger.notice("pipeline failed under a request; waiting for the next plan", metadata: ["epoch": "\(epoch)", "error": "\(error)"])
+            r.state.withLock { s in
+                s.lastError = error
+                s.failedEpoch = epoch
+                s.failedAt = Self.now()
+                s.sequence = nil
             }
-            let (epoch, driver) = connection
-            var replay = request
-            replay.prompt = request.prompt + generated
-            replay.maxNewTokens = remaining
-            replay.history = Array((request.history + generated).suffix(Int(request.sampling.penaltyLastN)))
-            replay.randomDraws = request.randomDraws + drawsPerToken * UInt64(generated.count)
-            if failedEpoch != nil {
-                replays.add(1, ordering: .relaxed)
-                let pause = Int((Self.now() - failedAt) * 1000)
-                logger.info("replaying a request on a new pipeline",
-                            metadata: ["epoch": "\(epoch)", "tokens": "\(replay.prompt.count)", "pause_ms": "\(pause)"])
-            }
-            var outcome: PipelineEvent?
-            let stream = driver.events(replay)
-            for await event in stream {
-                switch event {
-                case let .token(id, logprob):
-                    generated.append(id)
-                    emit(.token(id, logprob: logprob))
-                case .done, .failed:
-                    outcome = event
-                }
-            }
-            switch outcome {
-            case let .done(cause, _):
-                return emit(.done(cause, generated: generated.count))
-            case let .failed(error) where Self.isRetryable(error):
-                logger.notice("pipeline failed under a request; waiting for the next plan", metadata: ["epoch": "\(epoch)", "error": "\(error)"])
-                lastError = error
-                failedEpoch = epoch
-                failedAt = Self.now()
-                if Self.brokeTheConnection(error) { dropLink(driver) }
-            case let .failed(error):
-                return emit(.failed(error))
-            case .token, nil:
-                if Task.isCancelled { return }
-                lastError = .connectionLost
-                failedEpoch = epoch
-                failedAt = Self.now()
-            }
+            if Self.brokeTheConnection(error) { dropLink(driver) }
+            r.task.withLock { $0 = Task { await self.attempt(r) } }
+        case let .failed(error):
+            r.finish(.failed(error))
         }
     }
 
@@ -251,5 +268,61 @@ public final class ClusterDriver: Sendable {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+}
+
+/// One request a `ClusterDriver` runs: its history (the tokens passed to the client so far),
+/// where it runs now, and how its failures went. Cancel it to stop it wherever it is.
+public final class ClusterRequest: Sendable {
+    struct State {
+        var generated: [Int32] = []
+        var failedEpoch: UInt64?
+        var failedAt = 0.0
+        var lastError: PipelineError?
+        var attempts = 0
+        var sequence: (driver: PipelineDriver, id: UInt64)?
+        var finished = false
+        var cancelled = false
+    }
+
+    let request: PipelineRequest
+    let onEvent: @Sendable (PipelineEvent) -> Void
+    let state = Mutex(State())
+    let task = Mutex<Task<Void, Never>?>(nil)
+
+    init(request: PipelineRequest, onEvent: @escaping @Sendable (PipelineEvent) -> Void) {
+        self.request = request
+        self.onEvent = onEvent
+    }
+
+    var isCancelled: Bool { state.withLock { $0.cancelled } }
+
+    /// Records where the request runs now; false when it was cancelled meanwhile.
+    func attach(driver: PipelineDriver, sequence: UInt64) -> Bool {
+        state.withLock { s in
+            guard !s.cancelled, !s.finished else { return false }
+            s.sequence = (driver, sequence)
+            return true
+        }
+    }
+
+    /// Delivers the last event, once.
+    func finish(_ event: PipelineEvent) {
+        let first = state.withLock { s -> Bool in
+            defer { s.finished = true }
+            return !s.finished
+        }
+        if first { onEvent(event) }
+    }
+
+    /// Stops the request: its sequence is cancelled on the ring, and it ends with DONE(cancelled).
+    public func cancel() {
+        let (sequence, generated) = state.withLock { s -> ((driver: PipelineDriver, id: UInt64)?, Int) in
+            s.cancelled = true
+            return (s.sequence, s.generated.count)
+        }
+        task.withLock { $0?.cancel() }
+        sequence.map { $0.driver.cancel($0.id) }
+        finish(.done(.cancelled, generated: generated))
     }
 }

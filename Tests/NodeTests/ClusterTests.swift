@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ControlPlane
+import Dispatch
 import Foundation
 import GGUF
 import Hub
@@ -24,6 +25,7 @@ final class TestCluster: @unchecked Sendable {
     let settings: HubSettings
     private(set) var hubPort = 0
     private var hubTask: Task<Void, Error>?
+    private var hubServer: HubServer?
     private let members = Mutex<[ClusterMember]>([])
     private let memberTasks = Mutex<[Task<Void, Never>]>([])
     let layout: Pangalactic_Control_V1_ModelLayout
@@ -70,6 +72,7 @@ final class TestCluster: @unchecked Sendable {
 
     func startHub(port: Int = 0) async throws {
         let server = try HubServer(settings: settings, store: store, logger: quietLogger)
+        hubServer = server
         let bound = Mutex<Int?>(nil)
         hubTask = Task { try await server.run(host: "127.0.0.1", port: port) { p in bound.withLock { $0 = p } } }
         try await waitFor("the hub to listen", seconds: 10) { bound.withLock { $0 } != nil }
@@ -77,6 +80,7 @@ final class TestCluster: @unchecked Sendable {
     }
 
     func stopHub() async {
+        hubServer?.prepareToStop()
         hubTask?.cancel()
         _ = await hubTask?.result
         hubTask = nil
@@ -236,7 +240,7 @@ func clusterRequests(tokens: Int = 160) -> [PipelineRequest] {
         let expected = try requests.map { try c.reference($0) }
         let plan = try await c.status().plan
         let victim = try #require(c.member(at: plan.stages[1].address))
-        let results = await runConcurrently(driver, requests) { victim.stop() }
+        let results = await runConcurrently(driver, requests) { DispatchQueue.global().async { victim.stop() } }
         Self.expectIdentical(results, expected)
         #expect(driver.replays.load(ordering: .relaxed) >= 1, "the requests were replayed on the new plan")
         let after = try await c.status()
@@ -255,7 +259,7 @@ func clusterRequests(tokens: Int = 160) -> [PipelineRequest] {
         let expected = try requests.map { try c.reference($0) }
         let plan = try await c.status().plan
         let leaving = try #require(c.member(at: plan.stages[0].address))
-        let results = await runConcurrently(driver, requests) { await leaving.drain() }
+        let results = await runConcurrently(driver, requests) { Task { await leaving.drain() } }
         Self.expectIdentical(results, expected)
         let after = try await c.status()
         #expect(!after.plan.stages.map(\.address).contains(plan.stages[0].address))
@@ -273,10 +277,14 @@ func clusterRequests(tokens: Int = 160) -> [PipelineRequest] {
         let requests = clusterRequests()
         let expected = try requests.map { try c.reference($0) }
         let port = c.hubPort
+        let restart = Mutex<Task<Void, Never>?>(nil)
         let results = await runConcurrently(driver, requests) {
-            await c.stopHub()
-            try? await c.startHub(port: port)
+            restart.withLock { $0 = Task {
+                await c.stopHub()
+                try? await c.startHub(port: port)
+            } }
         }
+        await restart.withLock { $0 }?.value
         Self.expectIdentical(results, expected)
         #expect(driver.replays.load(ordering: .relaxed) == 0, "the data plane never noticed")
         try await c.waitUntilReady(stages: 3)
@@ -294,7 +302,9 @@ func clusterRequests(tokens: Int = 160) -> [PipelineRequest] {
         defer { connection.close() }
         let requests = clusterRequests()
         let expected = try requests.map { try c.reference($0) }
-        let results = await runConcurrently(driver, requests) { _ = try? c.addNode(budget: c.budget(layers: 2), name: "late") }
+        let results = await runConcurrently(driver, requests) {
+            DispatchQueue.global().async { _ = try? c.addNode(budget: c.budget(layers: 2), name: "late") }
+        }
         Self.expectIdentical(results, expected)
         try await waitFor("the fourth node to register", seconds: 10) {
             (try? await c.status().nodes.count) == 4
@@ -311,7 +321,7 @@ func clusterRequests(tokens: Int = 160) -> [PipelineRequest] {
         let plan = try await c.status().plan
         let victim = try #require(c.member(at: plan.stages[2].address))
         let started = Date()
-        let results = await runConcurrently(driver, [clusterRequests()[0]]) { victim.stop() }
+        let results = await runConcurrently(driver, [clusterRequests()[0]]) { DispatchQueue.global().async { victim.stop() } }
         guard case let .failed(error) = results[0].end else {
             Issue.record("expected a failure, got \(String(describing: results[0].end))")
             return

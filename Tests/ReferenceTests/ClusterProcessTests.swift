@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ControlPlane
+import Dispatch
 import Foundation
 import GGUF
 import Models
@@ -270,7 +271,7 @@ struct ClusterProcessTests {
         let (driver, connection) = try Self.driver(c)
         defer { connection.close() }
         // A fourth node joins mid-run: placed or kept as a standby, and nothing is dropped.
-        let joined = await runConcurrently(driver, try Self.requests([]), after: 8) { try? c.startNode("late") }
+        let joined = await runConcurrently(driver, try Self.requests([]), after: 8) { DispatchQueue.global().async { try? c.startNode("late") } }
         Self.expectIdentical(joined, expected, "a node joining")
         try await waitFor("the fourth node to register", seconds: 30) { (try? await c.status().nodes.count) == 4 }
         try await c.waitUntilReady(stages: 3)
@@ -294,10 +295,14 @@ struct ClusterProcessTests {
         let before = try await c.status()
         let (driver, connection) = try Self.driver(c)
         defer { connection.close() }
+        let first = c.hub?.processIdentifier
         let results = await runConcurrently(driver, try Self.requests([]), after: 8) {
-            c.killHub()
-            try? c.startHub()
+            DispatchQueue.global().async {
+                c.killHub()
+                try? c.startHub()
+            }
         }
+        try await waitFor("the hub to restart", seconds: 30) { c.hub?.processIdentifier != first && c.hub?.isRunning == true }
         Self.expectIdentical(results, expected, "a hub restart")
         #expect(driver.replays.load(ordering: .relaxed) == 0, "the data plane did not notice")
         // The restarted hub knows the cluster from its snapshot, and the heartbeats confirm it.

@@ -19,30 +19,37 @@ public func waitFor(_ what: String, seconds: Double, _ condition: @Sendable () a
     }
 }
 
-/// Runs `requests` at once; `whenUnderway` runs once the first has `after` tokens.
+/// Runs `requests` at once. `whenUnderway` runs once request 0 has `after` tokens, right in
+/// the driver's callback on the connection's event loop: it fires while the cluster is really
+/// mid-run, however busy this process's async threads are (so it must not block).
 public func runConcurrently(_ driver: ClusterDriver, _ requests: [PipelineRequest], after: Int = 10,
-                     whenUnderway: @escaping @Sendable () async -> Void = {}) async -> [(tokens: [Int32], end: PipelineEvent?)] {
-    final class Once: Sendable { let fired = Atomic<Bool>(false) }
-    let once = Once()
-    return await withTaskGroup(of: (Int, [Int32], PipelineEvent?).self) { group in
+                            whenUnderway: @escaping @Sendable () -> Void = {}) async -> [(tokens: [Int32], end: PipelineEvent?)] {
+    final class Collected: Sendable {
+        let results: Mutex<[(tokens: [Int32], end: PipelineEvent?)]>
+        let fired = Atomic<Bool>(false)
+        init(_ count: Int) { results = Mutex(Array(repeating: ([], nil), count: count)) }
+    }
+    let collected = Collected(requests.count)
+    await withTaskGroup(of: Void.self) { group in
         for (i, request) in requests.enumerated() {
             group.addTask {
-                var tokens: [Int32] = []
-                var end: PipelineEvent?
-                for await event in driver.events(request) {
-                    switch event {
-                    case let .token(t, _):
-                        tokens.append(t)
-                        if i == 0, tokens.count == after, !once.fired.exchange(true, ordering: .relaxed) { await whenUnderway() }
-                    case .done, .failed: end = event
+                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                    driver.submit(request) { event in
+                        switch event {
+                        case let .token(t, _):
+                            let count = collected.results.withLock { r in
+                                r[i].tokens.append(t)
+                                return r[i].tokens.count
+                            }
+                            if i == 0, count == after, !collected.fired.exchange(true, ordering: .relaxed) { whenUnderway() }
+                        case .done, .failed:
+                            collected.results.withLock { $0[i].end = event }
+                            done.resume()
+                        }
                     }
                 }
-                return (i, tokens, end)
             }
         }
-        var out = [(tokens: [Int32], end: PipelineEvent?)](repeating: ([], nil), count: requests.count)
-        for await (i, tokens, end) in group { out[i] = (tokens, end) }
-        return out
     }
+    return collected.results.withLock { $0 }
 }
-
