@@ -140,7 +140,8 @@ extension Generate {
             var finish = "?"
             for await event in events {
                 switch event {
-                case let .token(id, _):
+                case let .token(token):
+                    let id = token.tokenID
                     count += 1
                     last = monotonicSeconds()
                     if count == 1 { first = last }

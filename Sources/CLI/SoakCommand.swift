@@ -127,7 +127,7 @@ struct SoakCommand: ParsableCommand {
                 var tokens: [Int32] = []
                 for await event in driver.events(request) {
                     switch event {
-                    case let .token(id, _): tokens.append(id)
+                    case let .token(token): tokens.append(token.tokenID)
                     case .done: return .finished(tokens)
                     case let .failed(error): return .failed(error)
                     }

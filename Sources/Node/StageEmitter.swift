@@ -47,14 +47,34 @@ package final class StageEmitter {
             let logits = UnsafeMutableBufferPointer(start: base + row * vocabularySize, count: vocabularySize)
             row += 1
             guard let sampler = m.sequence.sampler else { continue }
-            let logSum = m.sequence.request.wantsLogprobs ? keepRawLogits(logits) : nil
+            let request = m.sequence.request
+            let logSum = request.wantsLogprobs || request.topLogprobs > 0 ? keepRawLogits(logits) : nil
             let token = sampler.sample(logits: logits)
             sampler.accept(token)
-            let message = TokenMessage(tokenID: token, logprob: logSum.map { rawLogits[Int(token)] - $0 })
+            var message = TokenMessage(tokenID: token, logprob: logSum.map { rawLogits[Int(token)] - $0 })
+            if let logSum, request.topLogprobs > 0 { message.alternatives = topAlternatives(request.topLogprobs, logSum: logSum) }
             let position = m.start + m.count
             frames.append(StarStreamFrame(sequenceID: m.sequence.id, position: UInt32(position), payload: .token(message)))
         }
         return frames
+    }
+
+    /// The `count` most likely tokens under the model (raw logits, before penalties and
+    /// filters, as OpenAI's `top_logprobs` reports them), most likely first; ties by lower id.
+    private func topAlternatives(_ count: Int, logSum: Float) -> [TokenAlternative] {
+        let k = min(count, vocabularySize)
+        var best: [(Float, Int32)] = []
+        best.reserveCapacity(k + 1)
+        for i in 0 ..< vocabularySize {
+            let v = rawLogits[i]
+            guard !v.isNaN else { continue }
+            if best.count == k, let last = best.last, v <= last.0 { continue }
+            var j = best.count
+            while j > 0, best[j - 1].0 < v { j -= 1 }
+            best.insert((v, Int32(i)), at: j)
+            if best.count > k { best.removeLast() }
+        }
+        return best.map { TokenAlternative(tokenID: $0.1, logprob: $0.0 - logSum) }
     }
 
     /// Copies the raw logits aside (the sampler edits them in place) and returns their

@@ -163,13 +163,13 @@ public final class ClusterDriver: Sendable {
     /// An event of the request's current sequence (on the connection's event loop).
     private func received(_ event: PipelineEvent, for r: ClusterRequest, epoch: UInt64, on driver: PipelineDriver) {
         switch event {
-        case let .token(id, logprob):
+        case let .token(token):
             guard r.state.withLock({ s -> Bool in
                 guard !s.finished else { return false }
-                s.generated.append(id)
+                s.generated.append(token.tokenID)
                 return true
             }) else { return }
-            r.onEvent(.token(id, logprob: logprob))
+            r.onEvent(.token(token))
         case let .done(cause, _):
             r.finish(.done(cause, generated: r.state.withLock { $0.generated.count }))
         case let .failed(error) where Self.isRetryable(error) && !r.isCancelled:

@@ -18,9 +18,11 @@ public struct PipelineRequest: Sendable {
     public var logprobs: Bool
     /// Random draws the sampler made before this request was replayed (see `SequenceOpen`).
     public var randomDraws: UInt64
+    /// How many of the most likely tokens each TOKEN carries (0...20).
+    public var topLogprobs: Int
 
     public init(prompt: [Int32], maxNewTokens: Int, sampling: WireSampling, stopTokens: [Int32],
-                history: [Int32] = [], logprobs: Bool = false, randomDraws: UInt64 = 0) {
+                history: [Int32] = [], logprobs: Bool = false, randomDraws: UInt64 = 0, topLogprobs: Int = 0) {
         self.prompt = prompt
         self.maxNewTokens = maxNewTokens
         self.sampling = sampling
@@ -28,12 +30,14 @@ public struct PipelineRequest: Sendable {
         self.history = history
         self.logprobs = logprobs
         self.randomDraws = randomDraws
+        self.topLogprobs = topLogprobs
     }
 }
 
 /// What a running request reports, in order: tokens, then exactly one `done` or `failed`.
 public enum PipelineEvent: Sendable {
-    case token(Int32, logprob: Float?)
+    /// A sampled token, with its logprob and alternatives when the request asked for them.
+    case token(TokenMessage)
     case done(FinishCause, generated: Int)
     case failed(PipelineError)
 }
@@ -170,7 +174,8 @@ public final class PipelineDriver: Sendable {
         let id = sequenceBase | (counter.add(1, ordering: .relaxed).newValue & 0xFFFF_FFFF)
         let open = SequenceOpen(promptLength: UInt32(request.prompt.count), maxNewTokens: UInt32(request.maxNewTokens),
                                 wantsLogprobs: request.logprobs, sampling: request.sampling, stopTokens: request.stopTokens,
-                                history: Array(request.history.suffix(Self.maxTokensPerFrame)), randomDraws: request.randomDraws)
+                                history: Array(request.history.suffix(Self.maxTokensPerFrame)), randomDraws: request.randomDraws,
+                                topLogprobs: request.topLogprobs)
         var frames = [StarStreamFrame(sequenceID: id, payload: .open(open))]
         var position = 0
         // Prompt chunks small enough for any node's frame cap.
@@ -276,7 +281,7 @@ public final class PipelineDriver: Sendable {
                 s.handlers[id]?.lastHeard = Self.now()
                 return s.handlers[id]
             }
-            handler?.onEvent(.token(token.tokenID, logprob: token.logprob))
+            handler?.onEvent(.token(token))
         case let .done(cause, generated):
             let handler = state.withLock { $0.handlers.removeValue(forKey: id) }
             handler?.onEvent(.done(cause, generated: Int(generated)))

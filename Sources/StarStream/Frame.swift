@@ -126,15 +126,33 @@ public struct Activations: Sendable, Equatable {
     public var tokenCount: Int { positions.count }
 }
 
+/// A candidate token and its log-probability under the model.
+public struct TokenAlternative: Sendable, Equatable {
+    public var tokenID: Int32
+    public var logprob: Float
+
+    public init(tokenID: Int32, logprob: Float) {
+        self.tokenID = tokenID
+        self.logprob = logprob
+    }
+}
+
 /// TOKEN: the sampled token of a sequence step.
 public struct TokenMessage: Sendable, Equatable {
+    /// Most alternatives a TOKEN carries (OpenAI's `top_logprobs` limit).
+    public static let maxAlternatives = 20
+
     public var tokenID: Int32
     /// Log-probability of the token; nil travels as NaN.
     public var logprob: Float?
+    /// The most likely tokens under the model at this step, most likely first, when the
+    /// sequence asked for them (OPEN's top-logprobs option); empty otherwise.
+    public var alternatives: [TokenAlternative]
 
-    public init(tokenID: Int32, logprob: Float? = nil) {
+    public init(tokenID: Int32, logprob: Float? = nil, alternatives: [TokenAlternative] = []) {
         self.tokenID = tokenID
         self.logprob = logprob
+        self.alternatives = alternatives
     }
 }
 
@@ -196,6 +214,9 @@ public struct SequenceOpen: Sendable, Equatable {
     public static let resumeOption: UInt8 = 2
     /// Bytes the resume option adds.
     public static let resumeBytes = 8
+    /// Options bit 2: TOKEN frames carry the top alternatives; a u8 count (1...20) follows the
+    /// history (and the random draws, with the resume option).
+    public static let alternativesOption: UInt8 = 4
 
     /// Prompt tokens the sequence will receive (in PROMPT frames); at least 1.
     public var promptLength: UInt32
@@ -214,10 +235,13 @@ public struct SequenceOpen: Sendable, Equatable {
     /// so the replayed sequence draws exactly the numbers the interrupted one would have. 0 for a
     /// fresh request (travels only with the resume option).
     public var randomDraws: UInt64
+    /// How many of the most likely tokens each TOKEN carries with their logprobs (0...20; 0 =
+    /// none, travels only with the alternatives option).
+    public var topLogprobs: Int
 
     public init(
         promptLength: UInt32, maxNewTokens: UInt32, wantsLogprobs: Bool = false, sampling: WireSampling,
-        stopTokens: [Int32] = [], history: [Int32] = [], randomDraws: UInt64 = 0
+        stopTokens: [Int32] = [], history: [Int32] = [], randomDraws: UInt64 = 0, topLogprobs: Int = 0
     ) {
         self.promptLength = promptLength
         self.maxNewTokens = maxNewTokens
@@ -226,6 +250,7 @@ public struct SequenceOpen: Sendable, Equatable {
         self.stopTokens = stopTokens
         self.history = history
         self.randomDraws = randomDraws
+        self.topLogprobs = topLogprobs
     }
 }
 

@@ -58,8 +58,12 @@ public enum StarStreamCodec {
             return 2 + 1 + 2 + tokenBytes + Hello.digestLength + 4 + 4
         case .activations(let activations):
             return try validatedActivationsLength(activations)
-        case .token:
-            return 8
+        case .token(let token):
+            let n = token.alternatives.count
+            guard n <= TokenMessage.maxAlternatives else {
+                throw .countTooLarge(count: UInt64(n), max: UInt64(TokenMessage.maxAlternatives))
+            }
+            return n == 0 ? 8 : 9 + 8 * n
         case .cancel:
             return 0
         case .error(_, let message):
@@ -87,9 +91,13 @@ public enum StarStreamCodec {
         guard open.history.count <= SequenceOpen.maxHistoryTokens else {
             throw .countTooLarge(count: UInt64(open.history.count), max: UInt64(SequenceOpen.maxHistoryTokens))
         }
-        // Both counts are capped, so this is at most 55 + 256 + 4 MiB + 8.
+        guard (0 ... TokenMessage.maxAlternatives).contains(open.topLogprobs) else {
+            throw .countTooLarge(count: UInt64(max(0, open.topLogprobs)), max: UInt64(TokenMessage.maxAlternatives))
+        }
+        // The counts are capped, so this is at most 55 + 256 + 4 MiB + 8 + 1.
         let resume = open.randomDraws > 0 ? SequenceOpen.resumeBytes : 0
-        return SequenceOpen.fixedBytes + 4 * open.stopTokens.count + 4 * open.history.count + resume
+        let alternatives = open.topLogprobs > 0 ? 1 : 0
+        return SequenceOpen.fixedBytes + 4 * open.stopTokens.count + 4 * open.history.count + resume + alternatives
     }
 
     static func validatedPromptLength(_ chunk: PromptChunk) throws(StarStreamError) -> Int {
@@ -164,6 +172,13 @@ public enum StarStreamCodec {
             buffer.writeInteger(UInt32(bitPattern: token.tokenID), endianness: .little, as: UInt32.self)
             let logprob = token.logprob ?? Float.nan
             buffer.writeInteger(logprob.bitPattern, endianness: .little, as: UInt32.self)
+            if !token.alternatives.isEmpty {
+                buffer.writeInteger(UInt8(token.alternatives.count), as: UInt8.self)
+                for a in token.alternatives {
+                    buffer.writeInteger(UInt32(bitPattern: a.tokenID), endianness: .little, as: UInt32.self)
+                    buffer.writeInteger(a.logprob.bitPattern, endianness: .little, as: UInt32.self)
+                }
+            }
         case .cancel:
             break
         case .error(let code, let message):
@@ -188,6 +203,7 @@ public enum StarStreamCodec {
         buffer.writeInteger(open.promptLength, endianness: .little, as: UInt32.self)
         buffer.writeInteger(open.maxNewTokens, endianness: .little, as: UInt32.self)
         let options = (open.wantsLogprobs ? SequenceOpen.logprobsOption : 0) | (open.randomDraws > 0 ? SequenceOpen.resumeOption : 0)
+            | (open.topLogprobs > 0 ? SequenceOpen.alternativesOption : 0)
         buffer.writeInteger(options, as: UInt8.self)
         let s = open.sampling
         buffer.writeInteger(s.temperature.bitPattern, endianness: .little, as: UInt32.self)
@@ -204,6 +220,7 @@ public enum StarStreamCodec {
         buffer.writeInteger(UInt32(truncatingIfNeeded: open.history.count), endianness: .little, as: UInt32.self)
         writeTokens(open.history, into: &buffer)
         if open.randomDraws > 0 { buffer.writeInteger(open.randomDraws, endianness: .little, as: UInt64.self) }
+        if open.topLogprobs > 0 { buffer.writeInteger(UInt8(open.topLogprobs), as: UInt8.self) }
     }
 
     /// Token ids as little-endian i32, one after the other.
@@ -355,12 +372,7 @@ public enum StarStreamCodec {
         case .activations:
             body = .activations(try decodeActivations(&p, length: length, limits: limits))
         case .token:
-            guard p.readableBytes == 8,
-                let id = p.readInteger(endianness: .little, as: UInt32.self),
-                let logprob = p.readInteger(endianness: .little, as: UInt32.self)
-            else { throw .badPayloadLength(type: type, length: length) }
-            let value = Float(bitPattern: logprob)
-            body = .token(TokenMessage(tokenID: Int32(bitPattern: id), logprob: value.isNaN ? nil : value))
+            body = .token(try decodeToken(&p, length: length))
         case .cancel:
             guard p.readableBytes == 0 else { throw .badPayloadLength(type: type, length: length) }
             body = .cancel
@@ -446,8 +458,11 @@ public enum StarStreamCodec {
             let options = p.getInteger(at: start + 8, as: UInt8.self),
             let stopCount16 = p.getInteger(at: start + stopCountOffset, endianness: .little, as: UInt16.self)
         else { throw .badPayloadLength(type: type, length: length) }
-        guard options & ~(SequenceOpen.logprobsOption | SequenceOpen.resumeOption) == 0 else { throw .badOptions(options) }
+        guard options & ~(SequenceOpen.logprobsOption | SequenceOpen.resumeOption | SequenceOpen.alternativesOption) == 0 else {
+            throw .badOptions(options)
+        }
         let resumeBytes = options & SequenceOpen.resumeOption != 0 ? SequenceOpen.resumeBytes : 0
+        let alternativesBytes = options & SequenceOpen.alternativesOption != 0 ? 1 : 0
         let stopCount = Int(stopCount16)
         guard stopCount <= SequenceOpen.maxStopTokens else {
             throw .countTooLarge(count: UInt64(stopCount), max: UInt64(SequenceOpen.maxStopTokens))
@@ -461,7 +476,7 @@ public enum StarStreamCodec {
         }
         let historyCount = Int(historyCount32)
         // Both counts are capped above: 55 + 256 + 4·2^20 + 8 cannot overflow.
-        guard p.readableBytes == SequenceOpen.fixedBytes + 4 * stopCount + 4 * historyCount + resumeBytes else {
+        guard p.readableBytes == SequenceOpen.fixedBytes + 4 * stopCount + 4 * historyCount + resumeBytes + alternativesBytes else {
             throw .badPayloadLength(type: type, length: length)
         }
         guard let promptLength = p.readInteger(endianness: .little, as: UInt32.self),
@@ -489,6 +504,15 @@ public enum StarStreamCodec {
             }
             randomDraws = draws
         }
+        var topLogprobs = 0
+        if alternativesBytes > 0 {
+            guard let n = p.readInteger(as: UInt8.self) else { throw .badPayloadLength(type: type, length: length) }
+            guard n >= 1 else { throw .zeroCount(type: type) }
+            guard Int(n) <= TokenMessage.maxAlternatives else {
+                throw .countTooLarge(count: UInt64(n), max: UInt64(TokenMessage.maxAlternatives))
+            }
+            topLogprobs = Int(n)
+        }
         let sampling = WireSampling(
             temperature: Float(bitPattern: temperature), topK: topK, topP: Float(bitPattern: topP),
             minP: Float(bitPattern: minP), repetitionPenalty: Float(bitPattern: repetition),
@@ -497,7 +521,34 @@ public enum StarStreamCodec {
         return SequenceOpen(
             promptLength: promptLength, maxNewTokens: maxNewTokens,
             wantsLogprobs: options & SequenceOpen.logprobsOption != 0, sampling: sampling,
-            stopTokens: stopTokens, history: history, randomDraws: randomDraws)
+            stopTokens: stopTokens, history: history, randomDraws: randomDraws, topLogprobs: topLogprobs)
+    }
+
+    /// TOKEN: exactly 8 bytes, or 9 + 8·n with a count n of 1...20 alternatives after the first 8.
+    private static func decodeToken(_ p: inout ByteBuffer, length: UInt32) throws(StarStreamError) -> TokenMessage {
+        let type = StarStreamFrameType.token.rawValue
+        guard p.readableBytes >= 8,
+            let id = p.readInteger(endianness: .little, as: UInt32.self),
+            let logprob = p.readInteger(endianness: .little, as: UInt32.self)
+        else { throw .badPayloadLength(type: type, length: length) }
+        let value = Float(bitPattern: logprob)
+        var token = TokenMessage(tokenID: Int32(bitPattern: id), logprob: value.isNaN ? nil : value)
+        guard p.readableBytes > 0 else { return token }
+        guard let count8 = p.readInteger(as: UInt8.self) else { throw .badPayloadLength(type: type, length: length) }
+        let count = Int(count8)
+        guard count >= 1 else { throw .zeroCount(type: type) }
+        guard count <= TokenMessage.maxAlternatives else {
+            throw .countTooLarge(count: UInt64(count), max: UInt64(TokenMessage.maxAlternatives))
+        }
+        guard p.readableBytes == 8 * count else { throw .badPayloadLength(type: type, length: length) }
+        token.alternatives.reserveCapacity(count)
+        for _ in 0 ..< count {
+            guard let a = p.readInteger(endianness: .little, as: UInt32.self),
+                let l = p.readInteger(endianness: .little, as: UInt32.self)
+            else { throw .badPayloadLength(type: type, length: length) }
+            token.alternatives.append(TokenAlternative(tokenID: Int32(bitPattern: a), logprob: Float(bitPattern: l)))
+        }
+        return token
     }
 
     /// PROMPT, in this order: at least 8 bytes; count > 0; the exact length `8 + 4·count`;

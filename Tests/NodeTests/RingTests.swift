@@ -83,7 +83,8 @@ import Testing
                 group.addTask {
                     var tokens: [Int32] = []
                     for await event in driver.events(PipelineRequest(prompt: p, maxNewTokens: steps, sampling: greedyWire, stopTokens: [])) {
-                        guard case let .token(id, _) = event else { continue }
+                        guard case let .token(token) = event else { continue }
+                        let id = token.tokenID
                         if late && tokens.isEmpty { allDecoding.raise(to: first.batches.load(ordering: .relaxed)) }
                         tokens.append(id)
                     }
@@ -179,11 +180,22 @@ import Testing
         request.logprobs = true
         var got: (Int32, Float?)?
         for await event in driver.events(request) {
-            if case let .token(t, logprob) = event { got = (t, logprob) }
+            if case let .token(t) = event { got = (t.tokenID, t.logprob) }
         }
         #expect(got?.0 == expected.token)
         let logprob = try #require(got?.1)
         #expect(abs(logprob - expected.logprob) < 1e-4, "\(logprob) vs \(expected.logprob)")
+        // With top_logprobs, the TOKEN carries the most likely tokens of the same distribution.
+        request.topLogprobs = 5
+        var alternatives: [TokenAlternative] = []
+        for await event in driver.events(request) {
+            if case let .token(t) = event { alternatives = t.alternatives }
+        }
+        let all = try ring.localLogprobs(prompt: prompt)
+        let best = all.enumerated().sorted { $0.element > $1.element || ($0.element == $1.element && $0.offset < $1.offset) }.prefix(5)
+        #expect(alternatives.map(\.tokenID) == best.map { Int32($0.offset) })
+        for (a, b) in zip(alternatives, best) { #expect(abs(a.logprob - b.element) < 1e-4) }
+        #expect(alternatives.first?.tokenID == expected.token)
         await driver.close()
     }
 

@@ -68,6 +68,18 @@ final class TestRing: @unchecked Sendable {
         return d
     }
 
+    /// Every token's log-probability after `prompt`, from one in-process model.
+    func localLogprobs(prompt: [Int32]) throws -> [Float] {
+        let model = try TransformerModel(file: GGUFFile(path: path))
+        let state = ForwardState(config: model.config, maxTokens: 64, contextCapacity: 64, logitRows: 1, pool: ComputePool(threadCount: 1))
+        let logits = try prompt.withUnsafeBufferPointer {
+            Array(try model.forward(.tokens($0), start: 0, cache: model.makeCache(capacity: 64), state: state))
+        }
+        let top = logits.max() ?? 0
+        let logSum = top + log(logits.reduce(0) { $0 + exp($1 - top) })
+        return logits.map { $0 - logSum }
+    }
+
     /// The greedy first token after `prompt` and its log-probability, from one in-process model.
     func localLogprob(prompt: [Int32]) throws -> (token: Int32, logprob: Float) {
         let model = try TransformerModel(file: GGUFFile(path: path))
@@ -108,7 +120,7 @@ func collect(_ driver: PipelineDriver, _ request: PipelineRequest) async -> (tok
     var end: PipelineEvent?
     for await event in driver.events(request) {
         switch event {
-        case let .token(t, _): tokens.append(t)
+        case let .token(t): tokens.append(t.tokenID)
         case .done, .failed: end = event
         }
     }

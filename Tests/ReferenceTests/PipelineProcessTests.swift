@@ -93,7 +93,7 @@ struct PipelineProcessTests {
             var out: [Int32] = []
             for await event in driver.events(PipelineRequest(prompt: prompt, maxNewTokens: tokens, sampling: greedy, stopTokens: stop)) {
                 switch event {
-                case let .token(t, _): out.append(t)
+                case let .token(t): out.append(t.tokenID)
                 case .done: break
                 case let .failed(e): throw e
                 }

@@ -12,7 +12,7 @@ func leTokens(_ tokens: [Int32]) -> [UInt8] { tokens.flatMap { le32(UInt32(bitPa
 func openPayload(
     promptLength: UInt32 = 5, maxNewTokens: UInt32 = 128, options: UInt8 = 1, sampling: WireSampling = sampleSampling,
     stopCount: UInt16? = nil, stops: [Int32] = [2, 151_645], historyCount: UInt32? = nil,
-    history: [Int32] = [11, -3, 0x7FFF_FFFF], randomDraws: UInt64? = nil
+    history: [Int32] = [11, -3, 0x7FFF_FFFF], randomDraws: UInt64? = nil, topLogprobs: UInt8? = nil
 ) -> [UInt8] {
     var out = le32(promptLength) + le32(maxNewTokens) + [options]
     out += le32(sampling.temperature.bitPattern) + le32(sampling.topK) + le32(sampling.topP.bitPattern)
@@ -22,6 +22,7 @@ func openPayload(
     out += le16(stopCount ?? UInt16(stops.count)) + leTokens(stops)
     out += le32(historyCount ?? UInt32(history.count)) + leTokens(history)
     if let randomDraws { out += le64(randomDraws) }
+    if let topLogprobs { out += [topLogprobs] }
     return out
 }
 
@@ -149,7 +150,7 @@ func decodedPayload(_ input: [UInt8], limits: StarStreamLimits = testLimits) -> 
     }
 
     @Test func openOptionsAndPromptLength() {
-        for options: UInt8 in [4, 5, 0x80, 0xFF] {
+        for options: UInt8 in [8, 9, 0x80, 0xFF] {
             #expect(decodeError(rawFrame(type: 8, payload: openPayload(options: options))) == .badOptions(options))
         }
         #expect(decodeError(rawFrame(type: 8, payload: openPayload(promptLength: 0))) == .zeroCount(type: 8))
@@ -160,6 +161,37 @@ func decodedPayload(_ input: [UInt8], limits: StarStreamLimits = testLimits) -> 
         #expect(decodeError(rawFrame(type: 8, payload: openPayload(options: 3))) == .badPayloadLength(type: 8, length: 75))
         #expect(decodeError(rawFrame(type: 8, payload: openPayload(options: 1, randomDraws: 9))) == .badPayloadLength(type: 8, length: 83))
         #expect(decodeError(rawFrame(type: 8, payload: openPayload(options: 3, randomDraws: 9))) == nil)
+    }
+
+    @Test func openAsksForAlternativesAndTokensCarryThem() throws {
+        let open = SequenceOpen(promptLength: 3, maxNewTokens: 5, wantsLogprobs: true, sampling: sampleSampling,
+                                randomDraws: 9, topLogprobs: 20)
+        let frame = StarStreamFrame(sequenceID: 3, payload: .open(open))
+        let limits = StarStreamLimits(maxPayloadBytes: 4096)
+        var result = decodeAll(bytes(try encoded(frame)), limits: limits)
+        #expect(result.error == nil && result.frames == [frame])
+        // The count byte: 1...20.
+        #expect(decodeError(rawFrame(type: 8, payload: openPayload(options: 5, topLogprobs: 0))) == .zeroCount(type: 8))
+        #expect(decodeError(rawFrame(type: 8, payload: openPayload(options: 5, topLogprobs: 21))) == .countTooLarge(count: 21, max: 20))
+        #expect(decodeError(rawFrame(type: 8, payload: openPayload(options: 7, randomDraws: 1, topLogprobs: 20))) == nil)
+        #expect(encodeError(.open(SequenceOpen(promptLength: 1, maxNewTokens: 1, sampling: sampleSampling, topLogprobs: 21)))
+            == .countTooLarge(count: 21, max: 20))
+
+        let alternatives = (0 ..< 20).map { TokenAlternative(tokenID: Int32($0 * 7), logprob: -Float($0)) }
+        for token in [TokenMessage(tokenID: 5, logprob: -0.5, alternatives: alternatives),
+                      TokenMessage(tokenID: 6, logprob: nil, alternatives: Array(alternatives.prefix(1))), TokenMessage(tokenID: 7)] {
+            let f = StarStreamFrame(sequenceID: 2, position: 9, payload: .token(token))
+            let out = try encoded(f)
+            #expect(out.readableBytes == 32 + (token.alternatives.isEmpty ? 8 : 9 + 8 * token.alternatives.count))
+            result = decodeAll(bytes(out), limits: limits)
+            #expect(result.error == nil && result.frames == [f])
+        }
+        let head = le32(5) + le32(Float(-0.5).bitPattern)
+        #expect(decodeError(rawFrame(type: 3, payload: head + [0])) == .zeroCount(type: 3))
+        #expect(decodeError(rawFrame(type: 3, payload: head + [21] + [UInt8](repeating: 0, count: 168))) == .countTooLarge(count: 21, max: 20))
+        #expect(decodeError(rawFrame(type: 3, payload: head + [2] + [UInt8](repeating: 0, count: 8))) == .badPayloadLength(type: 3, length: 17))
+        #expect(encodeError(.token(TokenMessage(tokenID: 1, alternatives: Array(repeating: alternatives[0], count: 21))))
+            == .countTooLarge(count: 21, max: 20))
     }
 
     @Test func openResumeCarriesTheSamplersDraws() throws {

@@ -36,7 +36,8 @@ public func runConcurrently(_ driver: ClusterDriver, _ requests: [PipelineReques
                 await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                     driver.submit(request) { event in
                         switch event {
-                        case let .token(t, _):
+                        case let .token(token):
+                            let t = token.tokenID
                             let count = collected.results.withLock { r in
                                 r[i].tokens.append(t)
                                 return r[i].tokens.count
