@@ -22,6 +22,10 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // Innermost SIMD loops (AVX2/FMA/F16C) with plain C reference twins.
@@ -39,7 +43,8 @@ let package = Package(
             name: "CLI",
             dependencies: [
                 "Engine", "GGUF", "Kernels", "Models", "Tokenizer", "Sampling", "StarStream", "Node", "PipelineClient",
-                "ControlPlane", "Hub",
+                "ControlPlane", "Hub", "Gateway",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -88,6 +93,26 @@ let package = Package(
                 "StarStream", "Sampling", "ControlPlane",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The OpenAI-compatible HTTP front: chat and text completions (SSE or not), models,
+        // health and Prometheus metrics over the hub's cluster. No kernels.
+        .target(
+            name: "Gateway",
+            dependencies: [
+                "PipelineClient", "ControlPlane", "Tokenizer", "GGUF", "Sampling", "StarStream",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: [
+                "Gateway", "PipelineClient", "Tokenizer", "GGUF", "StarStream", "TestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
         // The hub: registry, heartbeats, placement, failover re-planning, state snapshots.

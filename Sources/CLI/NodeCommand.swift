@@ -91,6 +91,7 @@ struct NodeCommand: ParsableCommand {
 
     func run() throws {
         LogSetup.bootstrap()
+        if ProcessEnvironment.value("PANGALACTIC_EXIT_WITH_PARENT") == "1" { exitWithParent() }
         guard let listenAddress = NodeAddress(listen) else { throw ValidationError("--listen takes HOST:PORT") }
         if token.isEmpty { Console.error("warning: no cluster token; any peer that knows the model may connect") }
         if let join { return try runJoined(hub: join, listen: listenAddress) }
@@ -147,6 +148,17 @@ struct NodeCommand: ParsableCommand {
         _ = signals
         try runBlocking { await member.run() }
         if member.isStopped { throw ExitCode(1) }
+    }
+}
+
+/// Ends this process when the one that started it is gone (`serve`'s nodes): a thread notices
+/// the change of parent within half a second. (prctl's parent-death signal is a variadic C call,
+/// which Swift cannot make.)
+func exitWithParent() {
+    let parent = getppid()
+    Thread.detachNewThread {
+        while getppid() == parent { usleep(500_000) }
+        Glibc.exit(0)
     }
 }
 
