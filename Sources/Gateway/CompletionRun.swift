@@ -19,6 +19,9 @@ public enum RunOutput: Sendable {
     case text(choice: Int, String, logprobs: [TokenLogprob])
     case finished(choice: Int, reason: String)
     case failed(APIError)
+    /// Nothing arrived for a while (a failover, a long prefill): streams send an SSE comment,
+    /// so proxies and clients do not time the connection out.
+    case keepAlive
 }
 
 /// One request on the cluster: `n` choices, each its own sequence (choice i draws with seed +
@@ -61,6 +64,18 @@ final class CompletionRun: Sendable {
             }
             if finishedAlready { running.cancel() }
         }
+    }
+
+    /// Yields `keepAlive` every `seconds` until the run ends.
+    func keepAlive(every seconds: Double) {
+        let continuation = self.continuation
+        let ticker = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+                if case .terminated = continuation.yield(.keepAlive) { return }
+            }
+        }
+        continuation.onTermination = { _ in ticker.cancel() }
     }
 
     /// Stops every choice still running (the client went away).

@@ -157,6 +157,7 @@ public final class Gateway: Sendable {
             metrics.queue(depth: queue.waiting, inFlight: queue.inFlight)
         }
         if parsed.stream {
+            run.keepAlive(every: 15)
             return streamed(run, reply, includeUsage: parsed.includeUsage, release: release)
         }
         defer { release() }
@@ -222,6 +223,8 @@ public final class Gateway: Sendable {
                         metrics.error(error.type)
                         try await writer.write(ByteBuffer(string: Reply.event(error.json)))
                         run.cancel()
+                    case .keepAlive:
+                        try await writer.write(ByteBuffer(string: ": ping\n\n"))
                     }
                 }
                 if includeUsage { try await writer.write(ByteBuffer(string: Reply.event(reply.usageChunk(run.completionTokens)))) }
@@ -251,6 +254,8 @@ public final class Gateway: Sendable {
             case let .failed(error):
                 run.cancel()
                 throw error
+            case .keepAlive:
+                break
             }
         }
         return Self.json(200, reply.complete(texts: texts, logprobs: logprobs, reasons: reasons, completionTokens: run.completionTokens))
