@@ -151,8 +151,11 @@ let package = Package(
             name: "NodeTests",
             dependencies: [
                 "Node", "StarStream", "PipelineClient", "Hub", "ControlPlane", "Models", "GGUF", "Engine", "Sampling", "TestSupport",
+                "Gateway", "Tokenizer",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
         .testTarget(

@@ -4,8 +4,12 @@ import Glibc
 import ControlPlane
 import Dispatch
 import Foundation
+import Gateway
 import GGUF
 import Hub
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
 import Kernels
 import Models
 import Node
@@ -15,6 +19,7 @@ import StarStream
 import Synchronization
 import Testing
 import TestSupport
+import Tokenizer
 
 /// A hub and joined nodes in one process over loopback, on a tiny model: placement, failover
 /// by replay, drain and hub restarts through the same code paths as separate processes.
@@ -311,6 +316,30 @@ func clusterRequests(tokens: Int = 160) -> [PipelineRequest] {
         }
         #expect(try await c.status().nodes.first { $0.name == "late" }?.state == "standby")
         await driver.close()
+    }
+
+    /// The gateway keeps no cluster state: two of them serve one hub side by side, each the
+    /// single process's text.
+    @Test func twoGatewaysServeOneHubSideBySide() async throws {
+        let c = try await Self.cluster(nodes: 3)
+        defer { c.stop() }
+        let request = PipelineRequest(prompt: [3, 4, 5], maxNewTokens: 12, sampling: .greedy, stopTokens: [2])
+        let expected = try c.reference(request)
+        let tokenizer = try TextFrontEnd(file: GGUFFile(path: c.path)).tokenizer
+        let text = tokenizer.decode(expected, renderSpecial: false)
+        for _ in 0 ..< 2 {
+            let backend = try HubBackend(hub: "127.0.0.1:\(c.hubPort)", clusterToken: c.token, modelID: "tiny", logger: quietLogger)
+            let gateway = Gateway(configuration: GatewayConfiguration(), backend: backend, logger: quietLogger)
+            let app = Application(router: gateway.router())
+            try await app.test(.router) { client in
+                let body = #"{"model": "tiny", "prompt": [3, 4, 5], "max_tokens": 12, "temperature": 0}"#
+                let reply = try await client.execute(uri: "/v1/completions", method: .post, headers: [.contentType: "application/json"],
+                                                     body: ByteBuffer(string: body)) { String(buffer: $0.body) }
+                let object = try JSONSerialization.jsonObject(with: Data(reply.utf8)) as? [String: Any]
+                #expect(((object?["choices"] as? [[String: Any]])?.first?["text"] as? String) == text, "\(reply)")
+            }
+            await backend.close()
+        }
     }
 
     @Test func whenTheRestCannotHoldTheModelTheClientGetsAClearErrorAtOnce() async throws {
