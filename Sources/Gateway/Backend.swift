@@ -62,7 +62,10 @@ public final class HubBackend: InferenceBackend {
     private let connection: HubConnection
     private let driver: ClusterDriver
     private let modelID: String?
-    private let cached = Mutex<ServedModel?>(nil)
+    private let cached = Mutex<(model: ServedModel, checked: Double)?>(nil)
+    /// How long the served model is trusted before the hub's plan is asked again (a cluster
+    /// rarely changes models; a request should not cost an RPC).
+    private let recheckSeconds = 5.0
     private let logger: Logger
 
     /// `modelID` names the model for clients (default: from the GGUF's `general.name`).
@@ -74,14 +77,17 @@ public final class HubBackend: InferenceBackend {
     }
 
     public func model() async throws(APIError) -> ServedModel {
+        let now = Date().timeIntervalSince1970
+        if let c = cached.withLock({ $0 }), now - c.checked < recheckSeconds { return c.model }
         let plan: Pangalactic_Control_V1_RoutePlan
         do {
             plan = try await connection.control.getRoutePlan(.init(), options: HubConnection.deadline(seconds: 5))
         } catch {
             throw APIError.unavailable("the hub does not answer: \(error)")
         }
-        if let model = cached.withLock({ $0 }), plan.modelDigest.isEmpty || Array(plan.modelDigest) == model.digest {
-            return model
+        if let c = cached.withLock({ $0 }), plan.modelDigest.isEmpty || Array(plan.modelDigest) == c.model.digest {
+            cached.withLock { $0?.checked = now }
+            return c.model
         }
         guard !plan.modelDigest.isEmpty else { throw APIError.unavailable(plan.problem.isEmpty ? "no model is deployed yet" : plan.problem) }
         do {
@@ -90,7 +96,7 @@ public final class HubBackend: InferenceBackend {
             let front = try TextFrontEnd(file: file)
             let name = modelID ?? Self.slug(file.metadata.string("general.name") ?? "model")
             let model = ServedModel(id: name, front: front, contextLength: Int(plan.contextLength), digest: info.digest)
-            cached.withLock { $0 = model }
+            cached.withLock { $0 = (model, now) }
             logger.info("serving model", metadata: ["model": "\(name)", "context": "\(plan.contextLength)"])
             return model
         } catch {

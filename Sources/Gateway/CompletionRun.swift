@@ -49,8 +49,22 @@ final class CompletionRun: Sendable {
     /// Completion tokens of every choice so far (for `usage`).
     var completionTokens: Int { choices.withLock { $0.reduce(0) { $0 + $1.tokens } } }
 
-    init(requests: [PipelineRequest], stops: [String], tokenizer: Tokenizer, backend: InferenceBackend, metrics: GatewayMetrics) {
+    /// The keep-alive task, cancelled when the run ends.
+    private final class Ticker: Sendable {
+        let task = Mutex<Task<Void, Never>?>(nil)
+    }
+    private let ticker = Ticker()
+
+    /// `onEnd` runs once, when every choice has finished or the run was cancelled, whether or
+    /// not anyone read the outputs (the admission slots are given back there).
+    init(requests: [PipelineRequest], stops: [String], tokenizer: Tokenizer, backend: InferenceBackend, metrics: GatewayMetrics,
+         onEnd: @escaping @Sendable () -> Void) {
         (outputs, continuation) = AsyncStream.makeStream(of: RunOutput.self)
+        let ticker = self.ticker
+        continuation.onTermination = { _ in
+            ticker.task.withLock { $0?.cancel() }
+            onEnd()
+        }
         self.tokenizer = tokenizer
         self.metrics = metrics
         started = Self.nanoseconds()
@@ -69,13 +83,14 @@ final class CompletionRun: Sendable {
     /// Yields `keepAlive` every `seconds` until the run ends.
     func keepAlive(every seconds: Double) {
         let continuation = self.continuation
-        let ticker = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
-                if case .terminated = continuation.yield(.keepAlive) { return }
+        ticker.task.withLock { t in
+            t = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+                    if case .terminated = continuation.yield(.keepAlive) { return }
+                }
             }
         }
-        continuation.onTermination = { _ in ticker.cancel() }
     }
 
     /// Stops every choice still running (the client went away).

@@ -149,18 +149,17 @@ public final class Gateway: Sendable {
         try await queue.acquire(requests.count)
         metrics.queue(depth: queue.waiting, inFlight: queue.inFlight)
         metrics.requestStarted(promptTokens: prompt.count)
-        let run = CompletionRun(requests: requests, stops: parsed.stop, tokenizer: model.front.tokenizer, backend: backend, metrics: metrics)
-        let reply = Reply(chat: chat, id: (chat ? "chatcmpl-" : "cmpl-") + Self.randomID(), created: Int(Date().timeIntervalSince1970),
-                          model: model.id, promptTokens: prompt.count, logprobs: parsed.logprobs, n: requests.count)
-        let release: @Sendable () -> Void = { [queue, metrics] in
+        let run = CompletionRun(requests: requests, stops: parsed.stop, tokenizer: model.front.tokenizer, backend: backend, metrics: metrics) {
+            [queue, metrics] in
             queue.release(requests.count)
             metrics.queue(depth: queue.waiting, inFlight: queue.inFlight)
         }
+        let reply = Reply(chat: chat, id: (chat ? "chatcmpl-" : "cmpl-") + Self.randomID(), created: Int(Date().timeIntervalSince1970),
+                          model: model.id, promptTokens: prompt.count, logprobs: parsed.logprobs, n: requests.count)
         if parsed.stream {
             run.keepAlive(every: 15)
-            return streamed(run, reply, includeUsage: parsed.includeUsage, release: release)
+            return streamed(run, reply, includeUsage: parsed.includeUsage)
         }
-        defer { release() }
         return try await collected(run, reply)
     }
 
@@ -201,16 +200,13 @@ public final class Gateway: Sendable {
     /// Server-sent events: a chunk per piece of text, a last chunk per choice with its
     /// finish_reason, the usage chunk when asked, then `[DONE]`. A failure after the stream
     /// began is an `error` event, then `[DONE]`. A client that goes away cancels every choice.
-    func streamed(_ run: CompletionRun, _ reply: Reply, includeUsage: Bool, release: @escaping @Sendable () -> Void) -> Response {
+    func streamed(_ run: CompletionRun, _ reply: Reply, includeUsage: Bool) -> Response {
         let metrics = self.metrics
         let body = ResponseBody { writer in
-            defer { release() }
-            var started = Set<Int>()
             do {
                 if reply.chat {
                     for i in 0 ..< reply.n {
                         try await writer.write(ByteBuffer(string: Reply.event(reply.chunk(i, delta: ["role": "assistant", "content": ""]))))
-                        started.insert(i)
                     }
                 }
                 for await output in run.outputs {
