@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3" ..< "5.0.0"),
     ],
     targets: [
         // Innermost SIMD loops (AVX2/FMA/F16C) with plain C reference twins.
@@ -33,7 +34,7 @@ let package = Package(
             name: "CKernels",
             cSettings: [.unsafeFlags(["-O3", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=fast"])]
         ),
-        .target(name: "GGUF"),
+        .target(name: "GGUF", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Kernels", dependencies: ["GGUF", "CKernels"], swiftSettings: hotPathSwift),
         .target(name: "Models", dependencies: ["GGUF", "Kernels"], swiftSettings: hotPathSwift),
         .target(name: "Tokenizer", dependencies: ["GGUF"]),
@@ -43,7 +44,7 @@ let package = Package(
             name: "CLI",
             dependencies: [
                 "Engine", "GGUF", "Kernels", "Models", "Tokenizer", "Sampling", "StarStream", "Node", "PipelineClient",
-                "ControlPlane", "Hub", "Gateway",
+                "ControlPlane", "Hub", "Gateway", "ModelStore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -56,7 +57,7 @@ let package = Package(
             dependencies: ["GGUF", "PipelineClient", "StarStream", .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport"
         ),
-        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels", "GGUF", "TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "GGUF", "Kernels", "TestSupport"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF"]),
@@ -115,6 +116,30 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
+        // The model store: an HTTP server of GGUF files with per-tensor SHA-256 indexes, and the
+        // node side that pulls only its own tensors into a verified, content-addressed cache.
+        .target(
+            name: "ModelStore",
+            dependencies: [
+                "GGUF",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "ModelStoreTests",
+            dependencies: [
+                "ModelStore", "GGUF", "TestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The hub: registry, heartbeats, placement, failover re-planning, state snapshots.
         .target(
             name: "Hub",
@@ -140,7 +165,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "GGUF", "Kernels", "Models", "Sampling", "StarStream", "PipelineClient", "ControlPlane",
+                "GGUF", "Kernels", "Models", "Sampling", "StarStream", "PipelineClient", "ControlPlane", "ModelStore",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
@@ -151,7 +176,7 @@ let package = Package(
             name: "NodeTests",
             dependencies: [
                 "Node", "StarStream", "PipelineClient", "Hub", "ControlPlane", "Models", "GGUF", "Engine", "Sampling", "TestSupport",
-                "Gateway", "Tokenizer",
+                "Gateway", "Tokenizer", "ModelStore",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -6,6 +6,7 @@ import ControlPlane
 import Foundation
 import Hub
 import Logging
+import ModelStore
 
 /// `pangalactic hub`: the control plane. Nodes join it, it places the model over them, hands
 /// out route plans, and re-plans when a node dies, drains or joins.
@@ -40,6 +41,10 @@ struct HubCommand: ParsableCommand {
 
     @Option(name: .customLong("cluster-token"), help: "Shared secret every node presents (default: $PANGALACTIC_CLUSTER_TOKEN).")
     var clusterToken: String?
+    @Option(help: "A model store (http://STORE, or http://STORE/v1/store/models/ID): nodes that join without a model pull their layers from it.")
+    var store: String?
+    @Option(name: .customLong("store-model"), help: "The model of --store, when the store holds several.")
+    var storeModel: String?
 
     func run() throws {
         LogSetup.bootstrap()
@@ -59,8 +64,14 @@ struct HubCommand: ParsableCommand {
         case "q8", "q8_0": settings.wire = .wireQ8
         default: throw ValidationError("--wire takes f32, f16 or q8")
         }
-        let store: ClusterStore = state.map { SnapshotFileStore(path: $0) } ?? MemoryClusterStore()
-        let server = try HubServer(settings: settings, store: store, logger: Logger(label: "pangalactic.hub"))
+        if let address = store {
+            let (source, digest, metadata) = try runBlocking { try await Self.storeModel(address, model: storeModel) }
+            settings.modelSource = source
+            settings.storeModel = (digest, metadata)
+            Console.error("hub: model store \(source)")
+        }
+        let snapshots: ClusterStore = state.map { SnapshotFileStore(path: $0) } ?? MemoryClusterStore()
+        let server = try HubServer(settings: settings, store: snapshots, logger: Logger(label: "pangalactic.hub"))
         if settings.clusterToken.isEmpty { Console.error("hub: warning: no cluster token; any node that reaches this port may join") }
         let watcher = SignalWatcher([SIGTERM, SIGINT]) { _ in Glibc.exit(0) }
         _ = watcher
@@ -70,6 +81,16 @@ struct HubCommand: ParsableCommand {
                     (state.map { ", state in \($0)" } ?? ", state in memory only"))
             }
         }
+    }
+}
+
+extension HubCommand {
+    /// The store's model as the hub needs it: its URL, digest and metadata-only GGUF.
+    static func storeModel(_ address: String, model: String?) async throws -> (String, [UInt8], [UInt8]) {
+        let url = try await StoreModelSource.resolve(address, model: model)
+        let (index, header) = try await StoreModelSource.describe(url)
+        guard let digest = index.modelDigestBytes, digest.count == 32 else { throw StoreError.badIndex("bad model digest") }
+        return (url, digest, header.metadataOnlyBytes())
     }
 }
 

@@ -29,6 +29,13 @@ struct NodeCommand: ParsableCommand {
 
     @Option(help: "Join the hub at HOST:PORT and serve the layers it assigns.")
     var join: String?
+    @Option(name: .customLong("model-source"),
+            help: "Pull the assigned layers from a model store, http://STORE/v1/store/models/ID (under --join; default: the store the hub names, when it names one and no --model is given).")
+    var modelSource: String?
+    @Option(name: .customLong("cache-dir"), help: "Tensor cache of a store-fed node (default: ~/.cache/pangalactic/store).")
+    var cacheDir: String?
+    @Option(name: .customLong("cache-limit"), help: "Most bytes the tensor cache may hold (suffixes K, M, G); least recently used tensors go first.")
+    var cacheLimit: String?
 
     @Option(help: "Layers this node serves, A..<B (or A-B, end exclusive); by hand, without --join.")
     var layers: String?
@@ -120,7 +127,17 @@ struct NodeCommand: ParsableCommand {
     /// Join mode: register with the hub and serve its assignments until SIGTERM/SIGINT, which
     /// first drains (the hub plans this node out), then exits.
     func runJoined(hub: String, listen: NodeAddress) throws {
-        var configuration = MemberConfiguration(hub: hub, listen: listen, modelPath: modelPath)
+        // With no model named anywhere, the node takes the hub's store, or else the default file.
+        let named = model ?? ProcessEnvironment.value("PANGALACTIC_MODEL")
+        var configuration = MemberConfiguration(hub: hub, listen: listen, modelPath: modelSource == nil ? (named ?? "") : "")
+        configuration.modelSource = modelSource
+        configuration.fallbackModelPath = named == nil && modelSource == nil ? ModelOptions.defaultModel : nil
+        configuration.cacheDirectory = cacheDir
+        if let cacheLimit {
+            guard let bytes = parseByteCount(cacheLimit), bytes > 0 else { throw ValidationError("--cache-limit takes bytes, e.g. 2G") }
+            configuration.cacheLimitBytes = bytes
+        }
+        configuration.showProgress = isatty(2) != 0
         if let advertise {
             guard let address = NodeAddress(advertise) else { throw ValidationError("--advertise takes HOST:PORT") }
             configuration.advertise = address
@@ -135,7 +152,10 @@ struct NodeCommand: ParsableCommand {
         configuration.maxBatchTokens = batchSize
         configuration.decodeGroups = decodeGroups
         configuration.sequenceIdleSeconds = idleTimeout
-        let member = try ClusterMember(configuration: configuration, logger: Logger(label: "pangalactic.node"))
+        let settings = configuration
+        let member = try runBlocking { () async throws -> ClusterMember in
+            try await ClusterMember.open(configuration: settings, logger: Logger(label: "pangalactic.node"))
+        }
         Console.error("node \(name ?? listen.description): joining hub \(hub); budget \(member.memoryBudgetBytes >> 20) MiB, " +
             "speed \(Int(member.speedBytesPerSecond / 1e6)) MB/s of weights")
         let signals = SignalWatcher([SIGTERM, SIGINT]) { signal in

@@ -57,6 +57,13 @@ public final class ByteStorage: @unchecked Sendable {
         return ByteStorage(base: UnsafeRawPointer(p), count: bytes.count) { p.deallocate() }
     }
 
+    /// `count` zero bytes, 64-byte aligned (stand-in weights for a speed probe).
+    public static func zeroed(count: Int) -> ByteStorage {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
+        p.initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 1))
+        return ByteStorage(base: UnsafeRawPointer(p), count: count) { p.deallocate() }
+    }
+
     /// Hints the kernel about how a byte range will be read (no effect for heap copies).
     public func adviseWillNeed(offset: Int, length: Int) {
         #if canImport(Glibc)

@@ -30,13 +30,21 @@ public final class GGUFFile: @unchecked Sendable {
     /// ggml's GGML_MAX_NAME includes the terminating NUL.
     public static let maxTensorNameBytes = 63
 
+    /// The bytes parsed: the whole mapped file, or only its header for a file assembled from
+    /// separately stored tensors (see `assembled(tensorData:digest:)`).
     public let storage: ByteStorage
     public let version: UInt32
     public let metadata: GGUFMetadata
     public let tensors: [GGUFTensorInfo]
     public let alignment: Int
     public let dataOffset: Int
+    /// Size of the whole file the index describes (equal to `storage.count` for a mapped file).
+    public let fileSize: Int
     private let byName: [String: Int]
+    /// Tensor bytes held outside `storage` (a model store's cache: one mapped blob per tensor).
+    private let tensorData: [String: ByteStorage]
+    /// The model digest, when it was computed from the original file elsewhere.
+    let knownDigest: [UInt8]?
 
     /// Memory-maps and parses a file.
     public convenience init(path: String) throws(GGUFError) {
@@ -48,8 +56,16 @@ public final class GGUFFile: @unchecked Sendable {
         try self.init(storage: ByteStorage.copy(bytes))
     }
 
-    public init(storage: ByteStorage) throws(GGUFError) {
+    /// Parses a GGUF header. `fileSize` is the size of the whole file when `storage` holds only
+    /// its first bytes (header and index, as a model store serves them); tensors are checked
+    /// against it. Tensor data can then be attached with `assembled(tensorData:digest:)`.
+    public init(storage: ByteStorage, fileSize declaredSize: Int? = nil) throws(GGUFError) {
         self.storage = storage
+        let fileSize = declaredSize ?? storage.count
+        guard fileSize >= storage.count else { throw .io("declared size \(fileSize) is below the \(storage.count) bytes held") }
+        self.fileSize = fileSize
+        tensorData = [:]
+        knownDigest = nil
         var c = ByteCursor(base: storage.base, count: storage.count)
         let magic = try c.read(UInt32.self)
         guard magic == Self.magic else { throw .badMagic(magic) }
@@ -71,14 +87,7 @@ public final class GGUFFile: @unchecked Sendable {
             let value = try Self.readValue(&c, type: type, key: key)
             guard meta.insert(key, value) else { throw .duplicateKey(key) }
         }
-
-        var align = Self.defaultAlignment
-        if let a = meta["general.alignment"] {
-            guard let v = a.intValue, v > 0, v & (v - 1) == 0, v <= 1 << 20 else {
-                throw .badAlignment(UInt64(truncatingIfNeeded: a.intValue ?? 0))
-            }
-            align = v
-        }
+        let align = try Self.alignment(of: meta)
         alignment = align
 
         var infos: [(String, GGMLType, [Int], UInt64)] = []
@@ -110,35 +119,110 @@ public final class GGUFFile: @unchecked Sendable {
         var list: [GGUFTensorInfo] = []
         list.reserveCapacity(infos.count)
         for (name, type, shape, offset) in infos {
-            guard shape[0] % type.blockSize == 0 else {
-                throw .rowNotBlockAligned(tensor: name, ne0: shape[0], blockSize: type.blockSize)
-            }
-            var bytes = type.rowBytes(shape[0]) ?? 0
-            for d in shape.dropFirst() {
-                let (p, o) = bytes.multipliedReportingOverflow(by: d)
-                guard !o else { throw .shapeOverflow(tensor: name) }
-                bytes = p
-            }
-            var elements = 1
-            for d in shape {
-                let (p, o) = elements.multipliedReportingOverflow(by: d)
-                guard !o else { throw .shapeOverflow(tensor: name) }
-                elements = p
-            }
-            guard offset % UInt64(align) == 0 else { throw .misalignedOffset(tensor: name, offset: offset, alignment: align) }
-            let fileSize = UInt64(storage.count)
-            let (start, o1) = UInt64(dataOffset).addingReportingOverflow(offset)
-            let (end, o2) = start.addingReportingOverflow(UInt64(bytes))
-            guard !o1, !o2, end <= fileSize else {
-                throw .tensorOutOfBounds(tensor: name, end: o1 || o2 ? UInt64.max : end, fileSize: storage.count)
-            }
-            list.append(GGUFTensorInfo(name: name, type: type, shape: shape, fileOffset: Int(start), byteCount: bytes))
+            list.append(try Self.validated(name: name, type: type, shape: shape, relativeOffset: offset,
+                                           alignment: align, dataOffset: dataOffset, fileSize: fileSize))
         }
         metadata = meta
         tensors = list
+        byName = Self.index(list)
+    }
+
+    /// A file described by metadata and a tensor index that arrived separately (a store's index
+    /// and the hub's metadata-only GGUF), with no bytes yet. The index is validated exactly as a
+    /// parsed one: shapes against types, offsets against the alignment and `fileSize`.
+    public init(metadata: GGUFMetadata, version: UInt32, dataOffset: Int, fileSize: Int,
+                tensors index: [(name: String, type: GGMLType, shape: [Int], fileOffset: Int)]) throws(GGUFError) {
+        guard version == 2 || version == 3 else { throw .unsupportedVersion(version) }
+        let align = try Self.alignment(of: metadata)
+        guard dataOffset >= 0, dataOffset % align == 0, fileSize >= dataOffset else {
+            throw .io("data section at \(dataOffset) does not fit a \(fileSize)-byte file aligned to \(align)")
+        }
+        var seen = Set<String>()
+        var list: [GGUFTensorInfo] = []
+        for t in index {
+            guard t.name.utf8.count <= Self.maxTensorNameBytes else { throw .tensorNameTooLong(t.name) }
+            guard seen.insert(t.name).inserted else { throw .duplicateTensor(t.name) }
+            guard (1 ... 4).contains(t.shape.count) else { throw .badDimensionCount(tensor: t.name, count: UInt32(clamping: t.shape.count)) }
+            for d in t.shape where d <= 0 || d > Int(Int32.max) * 4096 { throw .badDimension(tensor: t.name, value: UInt64(clamping: d)) }
+            guard t.fileOffset >= dataOffset else { throw .tensorOutOfBounds(tensor: t.name, end: UInt64(clamping: t.fileOffset), fileSize: fileSize) }
+            list.append(try Self.validated(name: t.name, type: t.type, shape: t.shape, relativeOffset: UInt64(t.fileOffset - dataOffset),
+                                           alignment: align, dataOffset: dataOffset, fileSize: fileSize))
+        }
+        self.storage = ByteStorage.copy([])
+        self.version = version
+        self.metadata = metadata
+        self.tensors = list
+        self.alignment = align
+        self.dataOffset = dataOffset
+        self.fileSize = fileSize
+        byName = Self.index(list)
+        tensorData = [:]
+        knownDigest = nil
+    }
+
+    private init(copying other: GGUFFile, tensorData: [String: ByteStorage], digest: [UInt8]?) {
+        storage = other.storage
+        version = other.version
+        metadata = other.metadata
+        tensors = other.tensors
+        alignment = other.alignment
+        dataOffset = other.dataOffset
+        fileSize = other.fileSize
+        byName = other.byName
+        self.tensorData = tensorData
+        knownDigest = digest
+    }
+
+    /// The same index with tensor bytes held in separate buffers, one per tensor (each exactly
+    /// the tensor's size), and the original file's digest. Tensors not given stay absent:
+    /// `hasData` is false for them, and model code refuses to load them.
+    public func assembled(tensorData: [String: ByteStorage], digest: [UInt8]) throws(GGUFError) -> GGUFFile {
+        for (name, bytes) in tensorData {
+            guard let t = tensor(named: name) else { throw .io("no tensor \(name) in the index") }
+            guard bytes.count == t.byteCount else { throw .io("tensor \(name) holds \(bytes.count) bytes, the index says \(t.byteCount)") }
+        }
+        return GGUFFile(copying: self, tensorData: tensorData, digest: digest)
+    }
+
+    private static func alignment(of meta: GGUFMetadata) throws(GGUFError) -> Int {
+        guard let a = meta["general.alignment"] else { return defaultAlignment }
+        guard let v = a.intValue, v > 0, v & (v - 1) == 0, v <= 1 << 20 else {
+            throw .badAlignment(UInt64(truncatingIfNeeded: a.intValue ?? 0))
+        }
+        return v
+    }
+
+    private static func index(_ list: [GGUFTensorInfo]) -> [String: Int] {
         var index: [String: Int] = [:]
         for (i, t) in list.enumerated() { index[t.name] = i }
-        byName = index
+        return index
+    }
+
+    /// One index entry checked against its type, the alignment and the file's size.
+    private static func validated(name: String, type: GGMLType, shape: [Int], relativeOffset offset: UInt64,
+                                  alignment align: Int, dataOffset: Int, fileSize: Int) throws(GGUFError) -> GGUFTensorInfo {
+        guard shape[0] % type.blockSize == 0 else {
+            throw .rowNotBlockAligned(tensor: name, ne0: shape[0], blockSize: type.blockSize)
+        }
+        var bytes = type.rowBytes(shape[0]) ?? 0
+        for d in shape.dropFirst() {
+            let (p, o) = bytes.multipliedReportingOverflow(by: d)
+            guard !o else { throw .shapeOverflow(tensor: name) }
+            bytes = p
+        }
+        var elements = 1
+        for d in shape {
+            let (p, o) = elements.multipliedReportingOverflow(by: d)
+            guard !o else { throw .shapeOverflow(tensor: name) }
+            elements = p
+        }
+        guard offset % UInt64(align) == 0 else { throw .misalignedOffset(tensor: name, offset: offset, alignment: align) }
+        let (start, o1) = UInt64(dataOffset).addingReportingOverflow(offset)
+        let (end, o2) = start.addingReportingOverflow(UInt64(bytes))
+        guard !o1, !o2, end <= UInt64(fileSize) else {
+            throw .tensorOutOfBounds(tensor: name, end: o1 || o2 ? UInt64.max : end, fileSize: fileSize)
+        }
+        return GGUFTensorInfo(name: name, type: type, shape: shape, fileOffset: Int(start), byteCount: bytes)
     }
 
     private static func readValue(_ c: inout ByteCursor, type: GGUFValueType, key: String) throws(GGUFError) -> GGUFValue {
@@ -175,9 +259,17 @@ public final class GGUFFile: @unchecked Sendable {
         byName[name].map { tensors[$0] }
     }
 
-    /// Pointer to a tensor's first byte inside the mapping. Valid while this file is alive.
+    /// Whether this file holds the tensor's bytes: always for a mapped file; for a header or an
+    /// assembled file, only for the tensors attached to it.
+    public func hasData(_ tensor: GGUFTensorInfo) -> Bool {
+        tensorData[tensor.name] != nil || tensor.fileOffset + tensor.byteCount <= storage.count
+    }
+
+    /// Pointer to a tensor's first byte. Valid while this file is alive, and only when
+    /// `hasData(tensor)` (model code checks it before loading a tensor).
     public func data(of tensor: GGUFTensorInfo) -> UnsafeRawPointer {
-        storage.base + tensor.fileOffset
+        if let blob = tensorData[tensor.name] { return blob.base }
+        return storage.base + tensor.fileOffset
     }
 
     /// Tensors grouped by layer index (`blk.N.*`); tensors outside blocks are not included.

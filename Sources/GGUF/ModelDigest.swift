@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Crypto
 
 extension GGUFFile {
     /// Domain separation: no other SHA-256 input in the project starts with these bytes.
@@ -59,25 +60,30 @@ extension GGUFFile {
     /// becoming part of this process's resident memory; the reopened file must be the mapped one
     /// (same device, inode and size) or the call throws `.io`. A file parsed from bytes in memory
     /// is hashed from those bytes and gets the same digest as the same bytes read from disk.
+    ///
+    /// A file assembled from a store's tensors carries the digest the store computed from the
+    /// original file; a header parsed without its data section cannot be fingerprinted.
     public func modelDigest() throws(GGUFError) -> [UInt8] {
+        if let knownDigest { return knownDigest }
+        guard fileSize == storage.count else { throw .io("only the header is held; the digest needs the whole file") }
         let size = storage.count
         let headerEnd = min(dataOffset, size)
         guard headerEnd >= 0 else { throw .io("data section starts at \(dataOffset)") }
         let windows = Self.modelDigestWindows(dataSection: headerEnd ..< size)
 
         var sha = SHA256()
-        sha.update(Array(Self.modelDigestTag.utf8))
-        withUnsafeBytes(of: UInt64(size).littleEndian) { sha.update($0) }
-        sha.update(UnsafeRawBufferPointer(start: storage.base, count: headerEnd))
+        sha.update(data: Array(Self.modelDigestTag.utf8))
+        withUnsafeBytes(of: UInt64(size).littleEndian) { sha.update(bufferPointer: $0) }
+        sha.update(bufferPointer: UnsafeRawBufferPointer(start: storage.base, count: headerEnd))
 
         guard let path = storage.path else {
             for w in windows {
                 guard w.lowerBound >= headerEnd, w.upperBound <= size, !w.isEmpty else {
                     throw .io("digest window \(w) outside the data section \(headerEnd)..<\(size)")
                 }
-                sha.update(UnsafeRawBufferPointer(start: storage.base + w.lowerBound, count: w.count))
+                sha.update(bufferPointer: UnsafeRawBufferPointer(start: storage.base + w.lowerBound, count: w.count))
             }
-            return sha.finalize()
+            return Array(sha.finalize())
         }
 
         let fd = open(path, O_RDONLY)
@@ -110,8 +116,8 @@ extension GGUFFile {
                 guard n > 0 else { throw .io("\(path) ended at \(w.lowerBound + done), expected \(size) bytes") }
                 done += n
             }
-            sha.update(UnsafeRawBufferPointer(start: buffer, count: w.count))
+            sha.update(bufferPointer: UnsafeRawBufferPointer(start: buffer, count: w.count))
         }
-        return sha.finalize()
+        return Array(sha.finalize())
     }
 }

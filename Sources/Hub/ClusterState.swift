@@ -28,6 +28,12 @@ public struct HubSettings: Sendable {
     public var clusterToken = ""
     /// Dead nodes stay in the registry (and in `status`) this long.
     public var deadRetentionSeconds = 300.0
+    /// The model store nodes pull the model from (`http://STORE/v1/store/models/ID`), handed out
+    /// in every route plan; empty when nodes bring their own files.
+    public var modelSource = ""
+    /// The store's model, known before any node registers: its digest (only nodes with this
+    /// model may join) and its metadata-only GGUF (served to nodes and gateways at once).
+    public var storeModel: (digest: [UInt8], metadata: [UInt8])?
 
     public init() {}
 
@@ -137,6 +143,9 @@ struct ClusterState {
         guard r.memoryBudgetBytes > 0, r.memoryBudgetBytes < UInt64(Int.max / 4) else { throw .invalid("memory budget must be positive") }
         guard r.speedBytesPerSecond.isFinite, r.speedBytesPerSecond > 0 else { throw .invalid("speed must be a positive number") }
         try Self.validate(r.model)
+        if let seeded = settings.storeModel, Data(seeded.digest) != r.model.digest {
+            throw .differentModel(node: Self.hex(r.model.digest), cluster: Self.hex(seeded.digest))
+        }
         if let model, model.digest != r.model.digest {
             throw .differentModel(node: Self.hex(r.model.digest), cluster: Self.hex(model.digest))
         }
@@ -146,6 +155,7 @@ struct ClusterState {
             model = r.model
             note("model \(r.model.name) (\(r.model.layerCount) layers, digest \(Self.hex(r.model.digest).prefix(16)))")
         }
+        if modelInfo == nil, let seeded = settings.storeModel { modelInfo = seeded.metadata }
         let known = nodes[r.nodeID]
         var entry = NodeEntry(id: r.nodeID, name: r.name.isEmpty ? r.address : r.name, address: r.address,
                               budgetBytes: Int(r.memoryBudgetBytes), bytesPerSecond: r.speedBytesPerSecond, version: r.version,
@@ -329,6 +339,7 @@ struct ClusterState {
         r.wire = settings.wire
         r.contextLength = UInt32(settings.contextLength)
         r.maxSequences = UInt32(settings.maxSequences)
+        r.modelSource = settings.modelSource
         if let model {
             r.modelDigest = model.digest
             r.layerCount = model.layerCount

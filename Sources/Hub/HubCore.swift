@@ -114,8 +114,10 @@ public final class HubCore: Sendable {
 
     public var modelInfo: (bytes: [UInt8], digest: [UInt8])? {
         state.withLock { s in
-            guard let info = s.modelInfo, let model = s.model else { return nil }
-            return (info, Array(model.digest))
+            if let info = s.modelInfo, let model = s.model { return (info, Array(model.digest)) }
+            // A hub fed by a store knows the model before any node registers.
+            if s.model == nil, let seeded = settings.storeModel { return (seeded.metadata, seeded.digest) }
+            return nil
         }
     }
 

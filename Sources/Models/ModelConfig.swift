@@ -7,6 +7,8 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
     case missingKey(String)
     case invalidConfig(String)
     case missingTensor(String)
+    /// The index lists the tensor, but its bytes were not fetched (a store-fed slice).
+    case tensorNotLoaded(String)
     case badTensorShape(name: String, expected: [Int], found: [Int])
     case unsupportedTensorType(name: String, type: GGMLType)
     case badLayerRange(Range<Int>, layerCount: Int)
@@ -21,6 +23,7 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .missingKey(k): return "missing metadata key \(k)"
         case let .invalidConfig(m): return "invalid model configuration: \(m)"
         case let .missingTensor(n): return "missing tensor \(n)"
+        case let .tensorNotLoaded(n): return "tensor \(n) is in the index but its bytes were not fetched"
         case let .badTensorShape(n, e, f): return "tensor \(n) has shape \(f), expected \(e)"
         case let .unsupportedTensorType(n, t): return "tensor \(n) has type \(t), which has no kernel"
         case let .badLayerRange(r, n): return "layer range \(r.lowerBound)..<\(r.upperBound) is not within 0..<\(n)"

@@ -70,6 +70,7 @@ struct TensorLoader {
 
     func info(_ name: String, _ shape: [Int]) throws(ModelError) -> GGUFTensorInfo {
         guard let t = file.tensor(named: name) else { throw .missingTensor(name) }
+        guard file.hasData(t) else { throw .tensorNotLoaded(name) }
         // Trailing dimensions of 1 are equivalent to their absence.
         var found = t.shape
         while found.count > shape.count, found.last == 1 { found.removeLast() }

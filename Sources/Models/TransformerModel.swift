@@ -67,17 +67,31 @@ public final class TransformerModel: @unchecked Sendable {
         KVCache(layerCount: layers.count, capacity: capacity, width: config.kvWidth)
     }
 
-    /// Byte ranges of the file this slice reads: its blocks, plus embedding/output as owned.
+    /// Bytes of the tensors this slice reads: its blocks, plus embedding/output as owned.
     public var shardBytes: Int {
-        var names = Set<String>()
+        Self.tensorNames(file: file, layers: layers).compactMap { file.tensor(named: $0)?.byteCount }.reduce(0, +)
+    }
+
+    /// The tensors a slice of `layers` loads, from the index alone: its blocks, the embedding
+    /// on the first stage (and on the last when the output is tied to it), the output norm and
+    /// head on the last, and the small tensors every stage shares. A node fed by a model store
+    /// fetches exactly these.
+    public static func tensorNames(file: GGUFFile, layers: Range<Int>) -> [String] {
+        let layerCount = (try? ModelConfig(file: file).layerCount) ?? 0
+        let last = layers.upperBound == layerCount
+        let hasOutput = file.tensor(named: "output.weight") != nil
+        var names: [String] = []
         for t in file.tensors {
-            if let l = t.layerIndex, layers.contains(l) { names.insert(t.name) }
+            if let l = t.layerIndex {
+                if layers.contains(l) { names.append(t.name) }
+                continue
+            }
+            switch t.name {
+            case "token_embd.weight": if layers.lowerBound == 0 || (last && !hasOutput) { names.append(t.name) }
+            case "output_norm.weight", "output.weight": if last { names.append(t.name) }
+            default: names.append(t.name)
+            }
         }
-        if embedding != nil { names.insert("token_embd.weight") }
-        if isLast {
-            names.insert("output_norm.weight")
-            if file.tensor(named: "output.weight") != nil { names.insert("output.weight") }
-        }
-        return names.compactMap { file.tensor(named: $0)?.byteCount }.reduce(0, +)
+        return names
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import GGUF
 import GRPCCore
 import Logging
+import ModelStore
 import Synchronization
 
 /// How a node joins a hub.
@@ -13,7 +14,18 @@ public struct MemberConfiguration: Sendable {
     public var listen: NodeAddress
     /// The address other nodes and drivers use to reach it (default: `listen`).
     public var advertise: NodeAddress?
+    /// A local GGUF file; empty when the weights come from a store.
     public var modelPath: String
+    /// A model store URL (`http://STORE/v1/store/models/ID`) to pull the assigned layers from,
+    /// instead of a local file. With neither, the node asks the hub which store to use.
+    public var modelSource: String?
+    /// The tensor cache of a store-fed node, and its size limit.
+    public var cacheDirectory: String?
+    public var cacheLimitBytes: Int?
+    /// The local file to use when the hub names no store and no model was given.
+    public var fallbackModelPath: String?
+    /// Draws pull progress on the terminal (else progress goes to the log).
+    public var showProgress = false
     /// Memory the node may use for weights, KV caches and overhead (default: what the machine
     /// has available).
     public var memoryBudgetBytes: Int?
@@ -50,12 +62,77 @@ public final class ClusterMember: Sendable {
     private let stopped = Atomic<Bool>(false)
     private let lastComplaint = Mutex<String>("")
 
-    /// Opens the model, measures the machine's speed and connects (lazily) to the hub.
-    public init(configuration: MemberConfiguration, logger: Logger) throws(NodeError) {
-        self.configuration = configuration
+    /// Opens the local model file, measures the machine's speed and connects (lazily) to the hub.
+    public convenience init(configuration: MemberConfiguration, logger: Logger) throws(NodeError) {
+        let file: GGUFFile
         do { file = try GGUFFile(path: configuration.modelPath) } catch { throw .model("\(configuration.modelPath): \(error)") }
         let digest: [UInt8]
         do { digest = try file.modelDigest() } catch { throw .model("digest: \(error)") }
+        try self.init(configuration: configuration, weights: .file(file), digest: digest, logger: logger)
+    }
+
+    /// Opens the model wherever it is: a local file, the store named by `modelSource`, or the
+    /// store the hub names. A store-fed node reads the tensor index (and the metadata, from the
+    /// hub when it has it, else the file's header from the store) and pulls no weights until
+    /// it is assigned layers.
+    public static func open(configuration: MemberConfiguration, logger: Logger) async throws(NodeError) -> ClusterMember {
+        if !configuration.modelPath.isEmpty, configuration.modelSource == nil {
+            return try ClusterMember(configuration: configuration, logger: logger)
+        }
+        let connection: HubConnection
+        do { connection = try HubConnection(address: configuration.hub) } catch { throw .configuration("--join: \(error)") }
+        defer { connection.close() }
+        var address = configuration.modelSource ?? ""
+        if address.isEmpty {
+            // Ask the hub (retrying while it starts) which store it names.
+            for attempt in 0 ..< 100 {
+                do {
+                    let plan = try await connection.control.getRoutePlan(.init(), options: HubConnection.deadline(seconds: 2))
+                    address = plan.modelSource
+                    break
+                } catch {
+                    if attempt == 99 { throw .configuration("the hub \(configuration.hub) does not answer: \(error)") }
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            if address.isEmpty, let fallback = configuration.fallbackModelPath {
+                var local = configuration
+                local.modelPath = fallback
+                return try ClusterMember(configuration: local, logger: logger)
+            }
+            guard !address.isEmpty else {
+                throw .configuration("the hub names no model store; give --model PATH or --model-source URL")
+            }
+        }
+        let opened: (source: StoreModelSource, file: GGUFFile, index: TensorIndex, digest: [UInt8])
+        do throws(StoreError) {
+            let cache = try TensorCache(directory: configuration.cacheDirectory ?? TensorCache.defaultDirectory,
+                                        limitBytes: configuration.cacheLimitBytes, logger: logger)
+            let source = try StoreModelSource(url: try await StoreModelSource.resolve(address), cache: cache, logger: logger,
+                                              showProgress: configuration.showProgress)
+            let index = try await source.index()
+            guard let digest = index.modelDigestBytes, digest.count == 32 else { throw StoreError.badIndex("bad model digest") }
+            var file: GGUFFile
+            // The metadata (vocabulary, template: megabytes) comes from the hub when it has this model's.
+            if let info = try? await connection.modelInfo(), info.digest == digest, let meta = try? GGUFFile(bytes: info.bytes) {
+                file = try index.file(metadata: meta.metadata)
+            } else {
+                file = try await source.header(index)
+            }
+            logger.info("model from the store", metadata: ["url": "\(source.url)", "tensors": "\(index.tensors.count)",
+                                                           "received": "\(source.received.total)"])
+            opened = (source, file, index, digest)
+        } catch {
+            throw .model("model store: \(error)")
+        }
+        return try ClusterMember(configuration: configuration, weights: .store(opened.source, base: opened.file, index: opened.index),
+                                 digest: opened.digest, logger: logger)
+    }
+
+    init(configuration: MemberConfiguration, weights: WeightSource, digest: [UInt8], logger: Logger) throws(NodeError) {
+        self.configuration = configuration
+        let file = weights.index
+        self.file = file
         layout = try ModelProfile.layout(file: file, digest: digest)
         speedBytesPerSecond = try ModelProfile.measureSpeed(file: file, threads: configuration.threads,
                                                             seconds: configuration.speedProbeSeconds)
@@ -74,7 +151,7 @@ public final class ClusterMember: Sendable {
         template.maxBatchTokens = configuration.maxBatchTokens
         template.decodeGroups = configuration.decodeGroups
         template.sequenceIdleSeconds = configuration.sequenceIdleSeconds
-        host = StageHost(template: template, file: file, digest: digest, logger: logger)
+        host = StageHost(template: template, weights: weights, digest: digest, logger: logger)
         do { connection = try HubConnection(address: configuration.hub) } catch { throw .configuration("--join: \(error)") }
     }
 
@@ -88,6 +165,8 @@ public final class ClusterMember: Sendable {
     public var isServing: Bool { host.serving }
     /// The running stage, if any.
     public var stage: PipelineNode? { host.node }
+    /// What a store-fed node has received from its store (nil for a local file).
+    public var storeReceived: StoreModelSource.Counters? { host.storeReceived }
 
     private func complain(_ message: String) {
         let fresh = lastComplaint.withLock { last in

@@ -27,7 +27,7 @@ public enum ModelProfile {
         // KV caches hold F32 keys and values: 2 × kv width × 4 bytes per layer and position.
         layout.kvBytesPerLayerPosition = UInt64(2 * config.kvWidth * MemoryLayout<Float>.size)
         layout.trainedContext = UInt32(config.trainedContextLength)
-        layout.fileBytes = UInt64(file.storage.count)
+        layout.fileBytes = UInt64(file.fileSize)
         return layout
     }
 
@@ -41,7 +41,7 @@ public enum ModelProfile {
         do {
             layerCount = try ModelConfig(file: file).layerCount
             let layer = min(1, layerCount - 1)
-            model = try TransformerModel(file: file, layers: layer ..< layer + 1)
+            model = try TransformerModel(file: probeFile(file, layers: layer ..< layer + 1), layers: layer ..< layer + 1)
         } catch { throw .model("speed probe: \(error)") }
         let pool = ComputePool(threadCount: max(1, threads))
         let state = ForwardState(config: model.config, maxTokens: 1, contextCapacity: 64, logitRows: 1, pool: pool)
@@ -78,6 +78,19 @@ public enum ModelProfile {
         } catch {
             throw .model("speed probe: \(error)")
         }
+    }
+
+    /// The file itself when it holds the probe layer's bytes; otherwise (a store-fed node that
+    /// has fetched nothing yet) the same index with zero-filled stand-ins of the right types and
+    /// sizes, so the probe costs no download. Decode kernels do not branch on weight values, so
+    /// zeros run at the speed of real weights.
+    static func probeFile(_ file: GGUFFile, layers: Range<Int>) throws -> GGUFFile {
+        let names = TransformerModel.tensorNames(file: file, layers: layers)
+        let tensors = names.compactMap { file.tensor(named: $0) }
+        guard tensors.contains(where: { !file.hasData($0) }) else { return file }
+        var data: [String: ByteStorage] = [:]
+        for t in tensors { data[t.name] = ByteStorage.zeroed(count: t.byteCount) }
+        return try file.assembled(tensorData: data, digest: [UInt8](repeating: 0, count: 32))
     }
 
     /// Memory the machine has available now (`MemAvailable` in /proc/meminfo), the default budget.

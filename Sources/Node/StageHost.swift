@@ -5,6 +5,7 @@ import ControlPlane
 import Dispatch
 import GGUF
 import Logging
+import ModelStore
 import StarStream
 import Synchronization
 
@@ -24,7 +25,7 @@ final class StageHost: @unchecked Sendable {
     }
 
     private let template: NodeConfiguration
-    private let file: GGUFFile
+    private let weights: WeightSource
     private let digest: [UInt8]
     private let logger: Logger
     private let queue = DispatchQueue(label: "pangalactic.stage-host")
@@ -33,9 +34,9 @@ final class StageHost: @unchecked Sendable {
     let changed = Atomic<Bool>(false)
     private let rate = Mutex<(tokens: Int, at: Double, perSecond: Double)>((0, 0, 0))
 
-    init(template: NodeConfiguration, file: GGUFFile, digest: [UInt8], logger: Logger) {
+    init(template: NodeConfiguration, weights: WeightSource, digest: [UInt8], logger: Logger) {
         self.template = template
-        self.file = file
+        self.weights = weights
         self.digest = digest
         self.logger = logger
     }
@@ -49,6 +50,11 @@ final class StageHost: @unchecked Sendable {
             guard let node = c.node else { return false }
             return !node.isFirst || node.isRingHealthy
         }
+    }
+
+    var storeReceived: StoreModelSource.Counters? {
+        if case let .store(source, _, _) = weights { return source.received }
+        return nil
     }
 
     /// The running stage, if any (tests and status).
@@ -83,6 +89,12 @@ final class StageHost: @unchecked Sendable {
             current.withLock { $0.epoch = a.epoch }
             changed.store(true, ordering: .relaxed)
             logger.info("assignment unchanged", metadata: ["epoch": "\(a.epoch)"])
+            return
+        }
+        // A store-fed node pulls the tensors it lacks first, while the old stage still runs.
+        let file: GGUFFile
+        do { file = try weights.file(for: wanted.layers, logger: logger) } catch {
+            logger.error("cannot load the assigned layers", metadata: ["epoch": "\(a.epoch)", "error": "\(error)"])
             return
         }
         running?.stop()

@@ -422,6 +422,10 @@ public nonisolated struct Pangalactic_Control_V1_RoutePlan: Sendable {
 
   public var layerCount: UInt32 = 0
 
+  /// Where nodes fetch the model's tensors (http://STORE/v1/store/models/ID), when the hub
+  /// names a store: a node that joins without a model file pulls its layers from there.
+  public var modelSource: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1364,7 +1368,7 @@ nonisolated extension Pangalactic_Control_V1_RouteStage: SwiftProtobuf.Message, 
 
 nonisolated extension Pangalactic_Control_V1_RoutePlan: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RoutePlan"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}epoch\0\u{1}ready\0\u{1}problem\0\u{1}stages\0\u{1}wire\0\u{3}model_digest\0\u{3}context_length\0\u{3}max_sequences\0\u{3}layer_count\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}epoch\0\u{1}ready\0\u{1}problem\0\u{1}stages\0\u{1}wire\0\u{3}model_digest\0\u{3}context_length\0\u{3}max_sequences\0\u{3}layer_count\0\u{3}model_source\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1381,6 +1385,7 @@ nonisolated extension Pangalactic_Control_V1_RoutePlan: SwiftProtobuf.Message, S
       case 7: try { try decoder.decodeSingularUInt32Field(value: &self.contextLength) }()
       case 8: try { try decoder.decodeSingularUInt32Field(value: &self.maxSequences) }()
       case 9: try { try decoder.decodeSingularUInt32Field(value: &self.layerCount) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.modelSource) }()
       default: break
       }
     }
@@ -1414,6 +1419,9 @@ nonisolated extension Pangalactic_Control_V1_RoutePlan: SwiftProtobuf.Message, S
     if self.layerCount != 0 {
       try visitor.visitSingularUInt32Field(value: self.layerCount, fieldNumber: 9)
     }
+    if !self.modelSource.isEmpty {
+      try visitor.visitSingularStringField(value: self.modelSource, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1427,6 +1435,7 @@ nonisolated extension Pangalactic_Control_V1_RoutePlan: SwiftProtobuf.Message, S
     if lhs.contextLength != rhs.contextLength {return false}
     if lhs.maxSequences != rhs.maxSequences {return false}
     if lhs.layerCount != rhs.layerCount {return false}
+    if lhs.modelSource != rhs.modelSource {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
