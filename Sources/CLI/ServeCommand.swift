@@ -8,6 +8,7 @@ import Gateway
 import GGUF
 import Hub
 import Logging
+import ModelStore
 import Node
 import Synchronization
 
@@ -27,6 +28,15 @@ struct ServeCommand: ParsableCommand {
 
     @Option(name: .shortAndLong, help: "GGUF model (default: models/SmolLM2-135M-Instruct.Q4_1.gguf, fetched if missing).")
     var model: String?
+
+    @Option(help: "Serve a model from a store (http://STORE, or http://STORE/v1/store/models/ID) instead of a file: each node pulls only its layers.")
+    var store: String?
+
+    @Option(name: .customLong("store-model"), help: "The model of --store, when the store holds several.")
+    var storeModel: String?
+
+    @Option(name: .customLong("cache-dir"), help: "With --store: the folder under which each node keeps its tensor cache (default: ~/.cache/pangalactic/store).")
+    var cacheDir: String?
 
     @Option(help: "Nodes the model is split across.")
     var nodes: Int = 3
@@ -60,10 +70,32 @@ struct ServeCommand: ParsableCommand {
     func run() throws {
         LogSetup.bootstrap()
         let logger = Logger(label: "pangalactic.serve")
-        let path = try Self.modelFile(model)
-        let file = try GGUFFile(path: path)
-        let layout = try ModelProfile.layout(file: file, digest: try file.modelDigest())
         var settings = HubSettings()
+        let layout: Pangalactic_Control_V1_ModelLayout
+        let served: ServeModel
+        let defaultID: String
+        if let store {
+            guard model == nil else { throw ValidationError("give --model or --store, not both") }
+            let address = store, wanted = storeModel
+            let (url, index, header) = try runBlocking { () async throws -> (String, TensorIndex, GGUFFile) in
+                let url = try await StoreModelSource.resolve(address, model: wanted)
+                let (index, header) = try await StoreModelSource.describe(url)
+                return (url, index, header)
+            }
+            guard let digest = index.modelDigestBytes, digest.count == 32 else { throw ValidationError("the store's index has a bad digest") }
+            layout = try ModelProfile.layout(file: header, digest: digest)
+            settings.modelSource = url
+            settings.storeModel = (digest, header.metadataOnlyBytes())
+            served = .store(url: url, cache: cacheDir ?? TensorCache.defaultDirectory)
+            defaultID = index.id
+            Console.error("serve: model \(index.id) from the store at \(url)")
+        } else {
+            let path = try Self.modelFile(model)
+            let file = try GGUFFile(path: path)
+            layout = try ModelProfile.layout(file: file, digest: try file.modelDigest())
+            served = .file(path)
+            defaultID = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        }
         settings.contextLength = ctx
         settings.maxSequences = maxSequences
         settings.clusterToken = ProcessEnvironment.value("PANGALACTIC_CLUSTER_TOKEN") ?? Self.randomToken()
@@ -88,7 +120,7 @@ struct ServeCommand: ParsableCommand {
         guard let port = hubPort.withLock({ $0 }) else { throw ValidationError("the hub did not start") }
         let hubAddress = "127.0.0.1:\(port)"
 
-        let supervisor = NodeSupervisor(binary: Self.executablePath(), hub: hubAddress, model: path, budget: budget, threads: nodeThreads,
+        let supervisor = NodeSupervisor(binary: Self.executablePath(), hub: hubAddress, model: served, budget: budget, threads: nodeThreads,
                                         token: settings.clusterToken, logger: logger)
         let watcher = SignalWatcher([SIGINT, SIGTERM]) { _ in
             Console.error("serve: stopping")
@@ -118,7 +150,7 @@ struct ServeCommand: ParsableCommand {
         Console.write(StatusReport.text(status))
 
         // Clients name the model by its file (as llama.cpp's server does), unless told otherwise.
-        let modelID = gateway.modelID ?? URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        let modelID = gateway.modelID ?? defaultID
         let backend = try HubBackend(hub: hubAddress, clusterToken: settings.clusterToken, modelID: modelID,
                                      logger: Logger(label: "pangalactic.gateway"))
         let api = Gateway(configuration: try gateway.configuration(maxInFlight: maxSequences), backend: backend,
@@ -196,10 +228,17 @@ struct ServeCommand: ParsableCommand {
 /// Keeps `serve`'s node processes running: each is started with the parent-death signal set, so
 /// it cannot outlive `serve`, and started again (as a new node) when it exits. A node that keeps
 /// exiting within seconds of its start gives up after a few tries.
+enum ServeModel: Sendable {
+    case file(String)
+    /// A model on a store, and the folder under which each node keeps its own tensor cache.
+    case store(url: String, cache: String)
+}
+
 final class NodeSupervisor: @unchecked Sendable {
     let binary: String
     let hub: String
-    let model: String
+    /// Where nodes get the model: `-m PATH`, or `--model-source URL` (with a cache per node).
+    let model: ServeModel
     let budget: Int
     let threads: Int
     let token: String
@@ -208,7 +247,7 @@ final class NodeSupervisor: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let gaveUp = Atomic<Bool>(false)
 
-    init(binary: String, hub: String, model: String, budget: Int, threads: Int, token: String, logger: Logger) {
+    init(binary: String, hub: String, model: ServeModel, budget: Int, threads: Int, token: String, logger: Logger) {
         self.binary = binary
         self.hub = hub
         self.model = model
@@ -227,7 +266,12 @@ final class NodeSupervisor: @unchecked Sendable {
         let port = try given ?? NodeAddress.freeLoopbackPort()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = ["node", "--join", hub, "--listen", "127.0.0.1:\(port)", "-m", model, "--memory", "\(budget)", "--name", name,
+        let source: [String]
+        switch model {
+        case let .file(path): source = ["-m", path]
+        case let .store(url, cache): source = ["--model-source", url, "--cache-dir", cache + "/" + name]
+        }
+        p.arguments = ["node", "--join", hub, "--listen", "127.0.0.1:\(port)"] + source + ["--memory", "\(budget)", "--name", name,
                        "--threads", "\(threads)"]
         var environment = ProcessInfo.processInfo.environment
         environment["PANGALACTIC_CLUSTER_TOKEN"] = token

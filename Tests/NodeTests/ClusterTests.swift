@@ -12,6 +12,7 @@ import HummingbirdTesting
 import NIOCore
 import Kernels
 import Models
+import ModelStore
 import Node
 import PipelineClient
 import Sampling
@@ -27,7 +28,7 @@ final class TestCluster: @unchecked Sendable {
     let path: String
     let token = "cluster-test"
     let store = MemoryClusterStore()
-    let settings: HubSettings
+    var settings: HubSettings
     private(set) var hubPort = 0
     private var hubTask: Task<Void, Error>?
     private var hubServer: HubServer?
@@ -102,6 +103,25 @@ final class TestCluster: @unchecked Sendable {
         c.maxBatchTokens = 32
         c.speedProbeSeconds = 0.02
         let member = try ClusterMember(configuration: c, logger: quietLogger)
+        members.withLock { $0.append(member) }
+        memberTasks.withLock { $0.append(Task { await member.run() }) }
+        return member
+    }
+
+    /// A node with no model file: it asks the hub for its store and pulls its layers into
+    /// `cacheDirectory` (its own, as on a machine of its own).
+    @discardableResult
+    func addStoreNode(budget: Int, name: String, cacheDirectory: String) async throws -> ClusterMember {
+        var c = MemberConfiguration(hub: "127.0.0.1:\(hubPort)", listen: NodeAddress(host: "127.0.0.1", port: try NodeAddress.freeLoopbackPort()),
+                                    modelPath: "")
+        c.memoryBudgetBytes = budget
+        c.name = name
+        c.clusterToken = token
+        c.threads = 1
+        c.maxBatchTokens = 32
+        c.speedProbeSeconds = 0.02
+        c.cacheDirectory = cacheDirectory
+        let member = try await ClusterMember.open(configuration: c, logger: quietLogger)
         members.withLock { $0.append(member) }
         memberTasks.withLock { $0.append(Task { await member.run() }) }
         return member
@@ -339,6 +359,49 @@ func clusterRequests(tokens: Int = 160) -> [PipelineRequest] {
                 #expect(((object?["choices"] as? [[String: Any]])?.first?["text"] as? String) == text, "\(reply)")
             }
             await backend.close()
+        }
+    }
+
+    /// Three nodes without model files, fed by a store through the hub: each pulls only its
+    /// own stage's tensors (and its bytes from the store are those tensors' bytes), and the
+    /// cluster gives the tokens of one process reading the local file.
+    @Test func aClusterFedByAStorePullsOnlyEachStagesTensorsAndGivesTheSameTokens() async throws {
+        let c = try TestCluster()
+        let folder = NSTemporaryDirectory() + "pangalactic-store-cluster-\(UInt64.random(in: 1 ... .max))"
+        try FileManager.default.createDirectory(atPath: folder + "/models", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: c.path, toPath: folder + "/models/tiny.gguf")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let store = StoreServer(directory: folder + "/models", port: 0, logger: quietLogger)
+        let bound = Mutex<Int?>(nil)
+        let storeTask = Task { try await store.run { p in bound.withLock { $0 = p } } }
+        defer { storeTask.cancel() }
+        try await waitFor("the store to listen", seconds: 20) { bound.withLock { $0 } != nil }
+        let url = "http://127.0.0.1:\(bound.withLock { $0 } ?? 0)/v1/store/models/tiny"
+        let (index, header) = try await StoreModelSource.describe(url)
+        c.settings.modelSource = url
+        c.settings.storeModel = (try #require(index.modelDigestBytes), header.metadataOnlyBytes())
+        try await c.startHub()
+        defer { c.stop() }
+        for i in 0 ..< 3 { try await c.addStoreNode(budget: c.budget(layers: 2), name: "s\(i)", cacheDirectory: folder + "/cache\(i)") }
+        try await c.waitUntilReady(stages: 3)
+
+        let (driver, connection) = try c.driver()
+        defer { connection.close() }
+        let requests = clusterRequests(tokens: 40)
+        let expected = try requests.map { try c.reference($0) }
+        Self.expectIdentical(await runConcurrently(driver, requests), expected)
+        await driver.close()
+
+        let local = try GGUFFile(path: c.path)
+        for node in c.nodes {
+            let layers = try #require(node.stage?.configuration.layers)
+            let assigned = TransformerModel.tensorNames(file: local, layers: layers).compactMap { local.tensor(named: $0)?.byteCount }.reduce(0, +)
+            let received = try #require(node.storeReceived)
+            // Alignment padding between adjacent tensors is all that may travel besides them.
+            #expect(received.tensorBytes >= assigned && Double(received.tensorBytes) <= Double(assigned) * 1.05,
+                    "layers \(layers): pulled \(received.tensorBytes) for \(assigned) bytes of tensors")
+            // The metadata came from the hub, not the store.
+            #expect(received.headerBytes == 0)
         }
     }
 

@@ -38,28 +38,37 @@ struct ClusterProcessTests {
             statePath = NSTemporaryDirectory() + "pangalactic-hub-\(UInt64.random(in: 1 ... .max)).state"
         }
 
-        static func launch(_ arguments: [String]) throws -> Process {
+        static func launch(_ arguments: [String], log: String? = nil) throws -> Process {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: NodeBinary.path)
             p.arguments = arguments
-            p.standardError = ProcessInfo.processInfo.environment["PANGALACTIC_TEST_LOGS"] == "1" ? FileHandle.standardError : FileHandle.nullDevice
+            if let log {
+                FileManager.default.createFile(atPath: log, contents: nil)
+                p.standardError = FileHandle(forWritingAtPath: log)
+            } else {
+                p.standardError = ProcessInfo.processInfo.environment["PANGALACTIC_TEST_LOGS"] == "1" ? FileHandle.standardError : FileHandle.nullDevice
+            }
             p.standardOutput = FileHandle.nullDevice
             var environment = ProcessInfo.processInfo.environment
+            environment["PANGALACTIC_MODEL"] = nil
             environment["PANGALACTIC_CLUSTER_TOKEN"] = ClusterProcessTests.token
             p.environment = environment
             try p.run()
             return p
         }
 
-        func startHub() throws {
-            hub = try Self.launch(["hub", "--listen", "127.0.0.1:\(hubPort)", "--ctx", "512", "--max-sequences", "4", "--state", statePath])
+        func startHub(store: String? = nil) throws {
+            hub = try Self.launch(["hub", "--listen", "127.0.0.1:\(hubPort)", "--ctx", "512", "--max-sequences", "4", "--state", statePath]
+                + (store.map { ["--store", $0] } ?? []))
         }
 
-        func startNode(_ name: String, budget: Int = ClusterProcessTests.budget) throws {
+        /// A node with the model file, or (with `cache`) one with none that pulls from the hub's store.
+        func startNode(_ name: String, budget: Int = ClusterProcessTests.budget, cache: String? = nil, log: String? = nil) throws {
             let port = try NodeAddress.freeLoopbackPort()
             addresses[name] = "127.0.0.1:\(port)"
-            nodes[name] = try Self.launch(["node", "--join", "127.0.0.1:\(hubPort)", "--listen", "127.0.0.1:\(port)",
-                                           "-m", ClusterProcessTests.model, "--memory", "\(budget)", "--name", name, "--threads", "1"])
+            let source = cache.map { ["--cache-dir", $0] } ?? ["-m", ClusterProcessTests.model]
+            nodes[name] = try Self.launch(["node", "--join", "127.0.0.1:\(hubPort)", "--listen", "127.0.0.1:\(port)"] + source
+                + ["--memory", "\(budget)", "--name", name, "--threads", "1"], log: log)
         }
 
         func signal(_ name: String, _ signal: Int32) {
@@ -313,5 +322,60 @@ struct ClusterProcessTests {
         #expect(after.nodes.count == 4 && after.nodes.allSatisfy { $0.state == "active" || $0.state == "standby" })
         try await c.expectNoSequencesLeft()
         await driver.close()
+    }
+
+    /// The model store's acceptance check: a store, a hub that names it, and three nodes with
+    /// no model file. Each node pulls only its stage's tensors (what it counted, index
+    /// included, is within 5% of their bytes; the middle one pulls under 40% of the file), and
+    /// the cluster gives the tokens of the local-file cluster.
+    @Test func aStoreFedClusterPullsEachNodesShareAndGivesTheSameTokens() async throws {
+        let expected = try await Self.expected()
+        let folder = NSTemporaryDirectory() + "pangalactic-store-test-\(UInt64.random(in: 1 ... .max))"
+        try FileManager.default.createDirectory(atPath: folder + "/models", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try FileManager.default.createSymbolicLink(atPath: folder + "/models/smollm2.gguf", withDestinationPath: Self.model)
+        let storePort = try NodeAddress.freeLoopbackPort()
+        let store = try Processes.launch(["store", "--dir", folder + "/models", "--listen", "127.0.0.1:\(storePort)"])
+        defer { kill(store.processIdentifier, SIGKILL); store.waitUntilExit() }
+        let c = try Processes()
+        defer { c.stop() }
+        // The store listens once it has indexed its folder; the hub reads that index at start.
+        try await waitFor("the store to listen", seconds: 60) { Self.accepts(port: storePort) }
+        try c.startHub(store: "http://127.0.0.1:\(storePort)")
+        for i in 0 ..< 3 { try c.startNode("s\(i)", cache: folder + "/cache\(i)", log: folder + "/s\(i).log") }
+        try await c.waitUntilReady(stages: 3, seconds: 120)
+        let (driver, connection) = try Self.driver(c)
+        defer { connection.close() }
+        Self.expectIdentical(await runConcurrently(driver, try Self.requests([])), expected, "a store-fed cluster")
+        await driver.close()
+
+        let fileBytes = try #require(try FileManager.default.attributesOfItem(atPath: Self.model)[.size] as? Int)
+        let plan = try await c.status().plan
+        for (i, stage) in plan.stages.enumerated() {
+            let name = try #require(c.name(at: stage.address))
+            let log = try String(contentsOfFile: folder + "/\(name).log", encoding: .utf8)
+            let line = try #require(log.split(separator: "\n").last { $0.contains("layers ready from the store") }, "\(name) logged no pull")
+            func field(_ key: String) -> Int? {
+                guard let r = line.range(of: key + "=") else { return nil }
+                return Int(line[r.upperBound...].prefix { $0.isNumber })
+            }
+            let pulled = try #require(field("pulled_total")), assigned = try #require(field("tensor_bytes"))
+            #expect(pulled >= assigned && Double(pulled) <= Double(assigned) * 1.05, "\(name): pulled \(pulled) for \(assigned) bytes of tensors")
+            if i == 1 { #expect(Double(pulled) < 0.4 * Double(fileBytes), "the middle node pulled \(pulled) of \(fileBytes) bytes") }
+        }
+    }
+
+    /// Whether something accepts TCP connections on the loopback port.
+    static func accepts(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
     }
 }
