@@ -385,7 +385,7 @@ private struct PieceWriter {
         // Bytes held from an earlier attempt enter the hash first.
         let held = min(cache.partialBytes(tensor.sha256), tensor.size)
         var hasher = SHA256()
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var buffer = held > 0 ? [UInt8](repeating: 0, count: 1 << 20) : []
         var at = 0
         while at < held {
             let n = buffer.withUnsafeMutableBytes { b in pread(file, b.baseAddress, min(b.count, held - at), off_t(at)) }

@@ -57,7 +57,37 @@ struct PipelineProcessTests {
             for p in processes { p.waitUntilExit() }
         }
 
-        func resident(_ i: Int) -> Int? { residentMemoryBytes(processID: processes[i].processIdentifier) }
+        func resident(_ i: Int) -> Int? { residentExcludingCode(processes[i].processIdentifier) }
+
+        /// Resident bytes less the pages of program code (the executable and shared libraries):
+        /// those are shared by every process of the binary and reclaimable, and they grow with
+        /// the binary (each linked module), not with what the node holds.
+        func residentExcludingCode(_ pid: Int32) -> Int? {
+            // /proc files report no size, so read until the end rather than by stat.
+            guard let f = fopen("/proc/\(pid)/smaps", "r") else { return nil }
+            defer { fclose(f) }
+            var bytes: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, f) }
+                if n <= 0 { break }
+                bytes += chunk[0 ..< n]
+            }
+            let text = String(decoding: bytes, as: UTF8.self)
+            var total = 0, code = 0, isCode = false
+            for line in text.split(separator: "\n") {
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard let first = fields.first else { continue }
+                if first.contains("-"), first.allSatisfy({ $0.isHexDigit || $0 == "-" }) {
+                    let path = fields.count >= 6 ? String(fields[5]) : ""
+                    isCode = path.hasSuffix("/pangalactic") || path.contains(".so")
+                } else if first == "Rss:", fields.count >= 2, let kb = Int(fields[1]) {
+                    total += kb
+                    if isCode { code += kb }
+                }
+            }
+            return total > 0 ? (total - code) * 1024 : nil
+        }
 
         func driver(digest: [UInt8]) async throws -> PipelineDriver {
             let deadline = Date().addingTimeInterval(60)
@@ -144,7 +174,7 @@ struct PipelineProcessTests {
                     #expect(margin < limit, "\(m.name) \(wire) prompt \(i) diverged at token \(d) where the margin is \(margin)")
                 }
             }
-            // Resident memory: shard bytes + KV (the largest cache held) + 64 MB.
+            // Resident memory (less shared code pages): shard bytes + KV (the largest cache held) + 64 MB.
             for i in 0 ..< 3 {
                 let shard = try TransformerModel(file: file, layers: cluster.ranges[i]).shardBytes
                 let kv = 2 * cluster.ranges[i].count * 512 * config.kvWidth * 4
