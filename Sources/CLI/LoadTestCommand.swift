@@ -47,6 +47,8 @@ struct LoadTestCommand: ParsableCommand {
         var itls: [Double]
         var tokens: Int
         var total: Double
+        /// Why a failed request failed.
+        var error: String? = nil
     }
 
     func run() throws {
@@ -122,12 +124,17 @@ struct LoadTestCommand: ParsableCommand {
             var request = HTTPClientRequest(url: base + "/chat/completions")
             request.method = .POST
             request.headers.add(name: "Content-Type", value: "application/json")
+            // A fresh connection per request: servers differ in when they close a kept-alive
+            // connection after a stream (llama-server does so at times), and a request sent on
+            // one they just closed would count as a failure of theirs. On loopback a connect
+            // costs a fraction of a millisecond.
+            request.headers.add(name: "Connection", value: "close")
             if let apiKey { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
             let body: [String: Any] = ["model": model, "messages": [["role": "user", "content": prompt]], "max_tokens": maxTokens,
                                        "temperature": 0, "stream": true, "stream_options": ["include_usage": true]]
             request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
             let response = try await client.execute(request, timeout: .seconds(600))
-            guard response.status == .ok else { return sample }
+            guard response.status == .ok else { sample.error = "HTTP \(response.status.code)"; return sample }
             var pending = ""
             var last = 0.0
             var usageTokens: Int?
@@ -141,7 +148,7 @@ struct LoadTestCommand: ParsableCommand {
                     let data = event.dropFirst(6)
                     if data == "[DONE]" { sample.ok = true; continue }
                     guard let chunk = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any] else { continue }
-                    if chunk["error"] != nil { return sample }
+                    if let error = chunk["error"] { sample.error = "error event: \(error)"; return sample }
                     if let usage = chunk["usage"] as? [String: Any], let n = usage["completion_tokens"] as? Int { usageTokens = n }
                     let content = ((chunk["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any])?["content"] as? String
                     guard let content, !content.isEmpty else { continue }
@@ -153,9 +160,11 @@ struct LoadTestCommand: ParsableCommand {
             }
             sample.tokens = usageTokens ?? chunks
             sample.total = monotonicSeconds() - start
-            if chunks == 0 { sample.ok = false }
+            if chunks == 0 { sample.ok = false; sample.error = "no content" }
+            if !sample.ok, sample.error == nil { sample.error = "the stream ended without [DONE]" }
         } catch {
             sample.ok = false
+            sample.error = "\(error)"
         }
         return sample
     }
@@ -169,6 +178,9 @@ struct LoadTestCommand: ParsableCommand {
 
     static func report(_ samples: [Sample], concurrency: Int, seconds: Double, json: Bool) -> String {
         let ok = samples.filter(\.ok)
+        for (reason, count) in Dictionary(grouping: samples.compactMap(\.error), by: { $0 }).mapValues(\.count) {
+            Console.error("loadtest: \(count) failed at concurrency \(concurrency): \(reason)")
+        }
         let ttft = ok.map { $0.ttft * 1000 }
         let itl = ok.flatMap(\.itls).map { $0 * 1000 }
         let tpot = ok.filter { $0.tokens > 1 }.map { ($0.total - $0.ttft) / Double($0.tokens - 1) * 1000 }
