@@ -28,6 +28,8 @@ final class FakeBackend: InferenceBackend, @unchecked Sendable {
     let ready = Atomic<Bool>(true)
     /// Tokens come this far apart.
     let pace: Double
+    /// While set, running requests produce nothing (a test holds a slot as long as it needs).
+    let held = Atomic<Bool>(false)
 
     init(contextLength: Int = 64, pace: Double = 0) throws {
         var spec = TinyModelSpec()
@@ -48,8 +50,9 @@ final class FakeBackend: InferenceBackend, @unchecked Sendable {
         let rotation = request.sampling.temperature > 0 ? Int(request.sampling.seed % UInt64(script.count)) : 0
         let failure = self.failure.withLock { $0 }
         let (script, pace) = (self.script, self.pace)
-        DispatchQueue.global().async {
+        DispatchQueue.global().async { [self] in
             for i in 0 ..< request.maxNewTokens {
+                while held.load(ordering: .relaxed), !handle.cancelled.load(ordering: .relaxed) { usleep(2000) }
                 if handle.cancelled.load(ordering: .relaxed) { return onEvent(.done(.cancelled, generated: i)) }
                 if let failure, i == failure.after { return onEvent(.failed(failure.error)) }
                 if pace > 0 { usleep(UInt32(pace * 1e6)) }

@@ -303,9 +303,13 @@ struct AdmissionTests {
         // The router test client runs requests side by side (the live one would send them one
         // after another on its single connection).
         try await app.test(.router) { client in
+            // The first request holds the only slot until the second has been refused, however
+            // slowly a loaded machine runs the two.
+            backend.held.store(true, ordering: .relaxed)
             let slow = Task { try await GatewayTests.post(client, "/v1/completions", #"{"model": "tiny", "prompt": "A", "max_tokens": 20}"#) }
-            try await waitFor("the first request to run", seconds: 5) { backend.submitted.withLock { $0.count } == 1 }
+            try await waitFor("the first request to run", seconds: 10) { backend.submitted.withLock { $0.count } == 1 }
             let refused = try await GatewayTests.post(client, "/v1/completions", #"{"model": "tiny", "prompt": "A", "max_tokens": 1}"#)
+            backend.held.store(false, ordering: .relaxed)
             #expect(refused.status == 429)
             #expect(refused.headers[HTTPField.Name("Retry-After")!] == "1")
             #expect(try await slow.value.status == 200)
