@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import Tokenizer
 
@@ -486,6 +487,47 @@ private func checkReference(_ source: String, _ casesJSON: String) throws {
         var nested: TemplateValue = 1
         for _ in 0..<1000 { nested = [nested] }
         #expect(throws: ChatTemplateError.self) { try render("{{ x }}", ["x": nested]) }
+    }
+
+    /// The template bombs of the security issue: each a typed error (or a bounded render)
+    /// within a second, never a stack overflow, in parsing, rendering or freeing the tree.
+    @Test func templateBombsEndQuicklyWithATypedError() throws {
+        func timed(_ what: String, _ body: () throws -> Void) rethrows {
+            let start = Date()
+            try body()
+            #expect(Date().timeIntervalSince(start) < 1, "\(what) took \(Date().timeIntervalSince(start)) s")
+        }
+        let terms = Array(repeating: "1", count: 100_000)
+        timed("1+1+…") {
+            #expect(throws: ChatTemplateError.self) { try ChatTemplate(source: "{{ " + terms.joined(separator: "+") + " }}") }
+        }
+        timed("1*1*…") {
+            #expect(throws: ChatTemplateError.self) { try ChatTemplate(source: "{{ " + terms.joined(separator: "*") + " }}") }
+        }
+        timed("a or a or …") {
+            #expect(throws: ChatTemplateError.self) { try ChatTemplate(source: "{{ " + terms.joined(separator: " or ") + " }}") }
+        }
+        timed("x.a.a.…") {
+            #expect(throws: ChatTemplateError.self) { try ChatTemplate(source: "{{ x" + String(repeating: ".a", count: 100_000) + " }}") }
+        }
+        timed("f()()…") {
+            #expect(throws: ChatTemplateError.self) { try ChatTemplate(source: "{{ f" + String(repeating: "()", count: 100_000) + " }}") }
+        }
+        timed("x[0][0]…") {
+            #expect(throws: ChatTemplateError.self) { try ChatTemplate(source: "{{ x" + String(repeating: "[0]", count: 100_000) + " }}") }
+        }
+        timed("a value nested a million deep") {
+            #expect(throws: ChatTemplateError.self) {
+                try TemplateValue(json: String(repeating: "[", count: 1_000_000) + String(repeating: "]", count: 1_000_000))
+            }
+        }
+        timed("range(100000)|unique") { _ = try? render("{{ range(100000) | unique | list | length }}") }
+        // unique keeps Python's equality: 1 == 1.0 == true, strings by code point (the expected
+        // text is what Jinja2 renders).
+        #expect(try render("{{ [1, 1.0, true, 2, 'a', 'A', 'e\\u0301', '\\u00e9', none, none] | unique | list }}")
+            == "[1, 2, 'a', 'e\u{301}', '\u{e9}', None]")
+        // A chain as long as real templates write still parses and renders.
+        #expect(try render("{{ " + Array(repeating: "1", count: 100).joined(separator: "+") + " }}") == "100")
     }
 
     @Test func jsonInput() throws {

@@ -461,12 +461,17 @@ enum JinjaFilters {
             let b = try bind(["case_sensitive", "attribute"])
             let caseSensitive = b[0]?.truthy ?? false
             let getter = try b[1].orNil.map { try attributeGetter($0, pos: pos, r) }
-            var seen: [JinjaValue] = []
+            // Scalars are looked up by hash (a linear scan made `range(100000)|unique` take 45 s);
+            // only containers and NaN, which have no such key, are compared one by one.
+            var seenScalars = Set<UniqueKey>()
+            var seenOthers: [JinjaValue] = []
             var out: [JinjaValue] = []
             for item in try r.iterate(value, pos) {
                 let k = try keyOf(item, getter, caseSensitive)
-                if !seen.contains(where: { PyCompare.equal($0, k) }) {
-                    seen.append(k)
+                if let key = UniqueKey(k) {
+                    if seenScalars.insert(key).inserted { out.append(item) }
+                } else if !seenOthers.contains(where: { PyCompare.equal($0, k) }) {
+                    seenOthers.append(k)
                     out.append(item)
                 }
             }
@@ -672,6 +677,33 @@ enum JinjaTests {
             return known.contains(s)
         default:
             throw ChatTemplateError.unknownTest(name: name, line: pos.line, column: pos.column)
+        }
+    }
+}
+
+/// A scalar's identity under Python's `==`, hashable: `1 == 1.0 == True`, `-0.0 == 0.0`; an
+/// integer a double cannot hold exactly equals no double. NaN equals nothing, so it has no key.
+enum UniqueKey: Hashable {
+    case none
+    case undefined
+    case number(Double)
+    case integer(Int)
+    /// UTF-8 bytes: Python compares strings by code point, not by canonical equivalence as
+    /// Swift's `String ==` does.
+    case string([UInt8])
+
+    init?(_ v: JinjaValue) {
+        switch v {
+        case .none: self = .none
+        case .undefined: self = .undefined
+        case let .bool(b): self = .number(b ? 1 : 0)
+        case let .int(i):
+            if let d = Double(exactly: i) { self = .number(d) } else { self = .integer(i) }
+        case let .double(d):
+            guard !d.isNaN else { return nil }
+            self = .number(d)
+        case let .string(s): self = .string(Array(s.utf8))
+        default: return nil
         }
     }
 }

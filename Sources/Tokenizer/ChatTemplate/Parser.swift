@@ -91,6 +91,18 @@ struct JinjaParser {
 
     private mutating func leave() { depth -= 1 }
 
+    /// One more link of a left-nested chain (`a + b + c`, `x.y.z`, `f()()`): each link deepens
+    /// the tree that evaluation and release walk recursively, so a chain counts against the
+    /// nesting limit as nested brackets do (a 100,000-term `1+1+…` is an error, not a stack
+    /// overflow).
+    /// The caller gives the links back (`depth -= links`) when its chain ends, so operands
+    /// parsed later in the chain count the links above them.
+    private mutating func link(_ links: inout Int) throws {
+        links += 1
+        depth += 1
+        if depth > maxDepth { throw fail("expression chain too long (nesting limit \(maxDepth))") }
+    }
+
     // MARK: - Statements
 
     mutating func parseTemplate() throws -> [JinjaNode] {
@@ -381,7 +393,10 @@ struct JinjaParser {
         try enter()
         defer { leave() }
         var expr = try parseOr()
+        var links = 0
+        defer { depth -= links }
         while skipName("if") {
+            try link(&links)
             let test = try parseOr()
             var otherwise: JinjaExpr? = nil
             if skipName("else") { otherwise = try parseExpression() }
@@ -392,7 +407,10 @@ struct JinjaParser {
 
     private mutating func parseOr() throws -> JinjaExpr {
         var left = try parseAnd()
+        var links = 0
+        defer { depth -= links }
         while skipName("or") {
+            try link(&links)
             let right = try parseAnd()
             left = JinjaExpr(kind: .binary(.or, left, right), pos: left.pos)
         }
@@ -401,7 +419,10 @@ struct JinjaParser {
 
     private mutating func parseAnd() throws -> JinjaExpr {
         var left = try parseNot()
+        var links = 0
+        defer { depth -= links }
         while skipName("and") {
+            try link(&links)
             let right = try parseNot()
             left = JinjaExpr(kind: .binary(.and, left, right), pos: left.pos)
         }
@@ -451,7 +472,10 @@ struct JinjaParser {
 
     private mutating func parseMath1() throws -> JinjaExpr {
         var left = try parseConcat()
+        var links = 0
+        defer { depth -= links }
         while isOp("+") || isOp("-") {
+            try link(&links)
             let op: JinjaBinaryOp = isOp("+") ? .add : .sub
             advance()
             let right = try parseConcat()
@@ -469,6 +493,8 @@ struct JinjaParser {
 
     private mutating func parseMath2() throws -> JinjaExpr {
         var left = try parsePow()
+        var links = 0
+        defer { depth -= links }
         while true {
             var op: JinjaBinaryOp? = nil
             if case let .op(o) = current.kind {
@@ -481,6 +507,7 @@ struct JinjaParser {
                 }
             }
             guard let op else { break }
+            try link(&links)
             advance()
             let right = try parsePow()
             left = JinjaExpr(kind: .binary(op, left, right), pos: left.pos)
@@ -490,7 +517,10 @@ struct JinjaParser {
 
     private mutating func parsePow() throws -> JinjaExpr {
         var left = try parseUnary(withFilter: true)
+        var links = 0
+        defer { depth -= links }
         while skipOp("**") {
+            try link(&links)
             let right = try parseUnary(withFilter: true)
             left = JinjaExpr(kind: .binary(.pow, left, right), pos: left.pos)
         }
@@ -573,7 +603,10 @@ struct JinjaParser {
 
     private mutating func parsePostfix(_ start: JinjaExpr) throws -> JinjaExpr {
         var node = start
+        var links = 0
+        defer { depth -= links }
         while true {
+            if isOp(".") || isOp("[") || isOp("(") { try link(&links) }
             if isOp(".") {
                 let pos = current.pos
                 advance()
