@@ -74,6 +74,7 @@ struct Generate: ParsableCommand {
         if let pipeline { return try runOnPipeline(pipeline) }
         if let hub { return try runOnHub(hub) }
         let engine = try InferenceEngine(modelOptions)
+        if let warning = engine.text.templateWarning { Console.error("warning: \(warning)") }
         let tokens = engine.tokenize(try promptText(engine.text))
         let sampling = self.sampling
         let stats = try engine.generate(prompt: tokens, maxTokens: n, sampling: sampling) { _, piece in
@@ -94,6 +95,7 @@ extension Generate {
         let (host, port) = (node0.host, node0.port)
         let file = try GGUFFile(path: modelOptions.modelPath)
         let front = try TextFrontEnd(file: file)
+        if let warning = front.templateWarning { Console.error("warning: \(warning)") }
         let digest = try file.modelDigest()
         let request = try pipelineRequest(front)
         let token = ProcessEnvironment.clusterToken(clusterToken)
@@ -121,6 +123,7 @@ extension Generate {
         defer { connection.close() }
         let info = try runBlocking { try await connection.modelInfo() }
         let front = try TextFrontEnd(file: GGUFFile(bytes: info.bytes))
+        if let warning = front.templateWarning { Console.error("warning: \(warning)") }
         let request = try pipelineRequest(front)
         let token = ProcessEnvironment.clusterToken(clusterToken)
         let driver = ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: token)

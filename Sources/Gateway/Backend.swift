@@ -94,6 +94,7 @@ public final class HubBackend: InferenceBackend {
             let info = try await connection.modelInfo()
             let file = try GGUFFile(bytes: info.bytes)
             let front = try TextFrontEnd(file: file)
+            if let warning = front.templateWarning { logger.warning("\(warning)") }
             let name = modelID ?? Self.slug(file.metadata.string("general.name") ?? "model")
             let model = ServedModel(id: name, front: front, contextLength: Int(plan.contextLength), digest: info.digest)
             cached.withLock { $0 = (model, now) }

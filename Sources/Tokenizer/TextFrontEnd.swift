@@ -20,6 +20,10 @@ public enum TextFrontEndError: Error, CustomStringConvertible {
 public final class TextFrontEnd: @unchecked Sendable {
     public let tokenizer: Tokenizer
     public let chatTemplate: ChatTemplate?
+    /// Why the file's chat template is not used, when it could not be parsed (a template in a
+    /// GGUF is untrusted input): the model still loads, with the generic chat format, and the
+    /// caller shows this as a warning.
+    public let templateWarning: String?
 
     public init(file: GGUFFile) throws(TextFrontEndError) {
         do {
@@ -30,16 +34,20 @@ public final class TextFrontEnd: @unchecked Sendable {
         if let source = file.metadata.string("tokenizer.chat_template") {
             do {
                 chatTemplate = try ChatTemplate(source: source)
+                templateWarning = nil
             } catch {
-                throw .template(error)
+                chatTemplate = nil
+                templateWarning = "the model's chat template cannot be used (\(error)); using a generic chat format"
             }
         } else {
             chatTemplate = nil
+            templateWarning = nil
         }
     }
 
     /// Renders a conversation with the model's own chat template, or a plain fallback format
-    /// when the file has none.
+    /// when the file has none (or one that cannot be parsed). A template that runs out of its
+    /// budget while rendering is a `.template` error.
     public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) throws(TextFrontEndError) -> String {
         guard let chatTemplate else {
             return messages.map { "\($0.role): \($0.content)\n" }.joined() + (addGenerationPrompt ? "assistant:" : "")

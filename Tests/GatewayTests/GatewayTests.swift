@@ -1,4 +1,5 @@
 import Foundation
+import GGUF
 import Gateway
 import HTTPTypes
 import Hummingbird
@@ -6,8 +7,9 @@ import HummingbirdTesting
 import NIOCore
 import PipelineClient
 import StarStream
-import Testing
 import TestSupport
+import Testing
+import Tokenizer
 
 /// The OpenAI API over a fake cluster: shapes, streaming, validation, limits and metrics
 /// (shared/docs/openai-conformance.md). The real client against a real cluster is
@@ -340,5 +342,19 @@ struct StopMatcherTests {
         // Multi-byte characters stay whole.
         var u = StopMatcher(stops: ["é!"])
         #expect(u.feed("caf") + u.feed("é") + u.feed("!") + u.finish() == "caf")
+    }
+}
+
+struct UntrustedTemplateTests {
+    /// A GGUF's chat template is input from a stranger: one the parser refuses (here a
+    /// 100,000-term chain) leaves the model loadable, with the generic chat format and a warning.
+    @Test func aModelWhoseTemplateCannotBeParsedStillLoadsWithTheGenericFormat() throws {
+        var writer = try TinyModel.writer(TinyModelSpec())
+        writer.set("tokenizer.chat_template", .string("{{ " + Array(repeating: "1", count: 100_000).joined(separator: "+") + " }}"))
+        let front = try TextFrontEnd(file: GGUFFile(bytes: writer.serialize()))
+        #expect(front.chatTemplate == nil)
+        #expect(front.templateWarning?.contains("generic chat format") == true)
+        let text = try front.renderChat([ChatMessage(role: "user", content: "hi")])
+        #expect(text == "user: hi\nassistant:")
     }
 }
