@@ -522,6 +522,11 @@ private func checkReference(_ source: String, _ casesJSON: String) throws {
             }
         }
         timed("range(100000)|unique") { _ = try? render("{{ range(100000) | unique | list | length }}") }
+        timed("a quadratic membership scan") {
+            #expect(throws: ChatTemplateError.stepLimitExceeded(limit: 20_000_000)) {
+                try render("{% set big = range(100000) | list %}{% for i in range(1000) %}{% if -1 in big %}{% endif %}{% endfor %}")
+            }
+        }
         // unique keeps Python's equality: 1 == 1.0 == true, strings by code point (the expected
         // text is what Jinja2 renders).
         #expect(try render("{{ [1, 1.0, true, 2, 'a', 'A', 'e\\u0301', '\\u00e9', none, none] | unique | list }}")

@@ -27,6 +27,7 @@ final class JinjaRenderer {
     private var buffers: [String] = [""]
     var scope: JinjaScope
     private var iterations = 0
+    private var steps = 0
     private var callDepth = 0
 
     /// Scopes that store a macro. A macro holds the scope that defines it while that scope holds
@@ -94,6 +95,13 @@ final class JinjaRenderer {
         if iterations > limits.maxLoopIterations {
             throw ChatTemplateError.iterationLimitExceeded(limit: limits.maxLoopIterations)
         }
+    }
+
+    /// Charges `n` steps of evaluation work against the render's budget.
+    @inline(__always)
+    func spend(_ n: Int = 1) throws {
+        steps &+= n
+        if steps > limits.maxSteps { throw ChatTemplateError.stepLimitExceeded(limit: limits.maxSteps) }
     }
 
     // MARK: - Output
@@ -262,9 +270,15 @@ final class JinjaRenderer {
     func iterate(_ v: JinjaValue, _ pos: JinjaPos) throws -> [JinjaValue] {
         switch v {
         case .undefined: return []
-        case let .array(a), let .tuple(a): return a
-        case let .object(o): return o.keys.map { .string($0) }
-        case let .string(s): return s.unicodeScalars.map { .string(String($0)) }
+        case let .array(a), let .tuple(a):
+            try spend(a.count)
+            return a
+        case let .object(o):
+            try spend(o.count)
+            return o.keys.map { .string($0) }
+        case let .string(s):
+            try spend(s.utf8.count)
+            return s.unicodeScalars.map { .string(String($0)) }
         case let .namespace(ns): return ns.attrs.keys.map { .string($0) }
         default: throw runtime("'\(v.typeName)' object is not iterable", pos)
         }
@@ -273,6 +287,7 @@ final class JinjaRenderer {
     // MARK: - Expressions
 
     func eval(_ e: JinjaExpr) throws -> JinjaValue {
+        try spend()
         switch e.kind {
         case let .literal(l):
             switch l {
@@ -688,8 +703,10 @@ final class JinjaRenderer {
                 if case let .undefined(hint) = needle { throw undefinedError(hint, pos) }
                 throw runtime("'in <string>' requires string as left operand, not \(needle.typeName)", pos)
             }
+            try spend(s.utf8.count)
             return n.isEmpty || s.unicodeScalars.firstRange(of: n.unicodeScalars) != nil
         case let .array(a), let .tuple(a):
+            try spend(a.count)
             return a.contains { PyCompare.equal($0, needle) }
         case let .object(o):
             if case .string = needle { return o[dictKey(needle)] != nil }

@@ -138,6 +138,8 @@ public enum ChatTemplateError: Error, Equatable, Sendable, CustomStringConvertib
     case iterationLimitExceeded(limit: Int)
     /// Macro calls or data nesting went deeper than the configured limit.
     case recursionLimitExceeded(limit: Int)
+    /// More evaluation work (expressions evaluated, items scanned) than the configured budget.
+    case stepLimitExceeded(limit: Int)
     /// Bad input data (e.g. malformed JSON given to `TemplateValue(json:)`).
     case invalidInput(String)
 
@@ -149,6 +151,8 @@ public enum ChatTemplateError: Error, Equatable, Sendable, CustomStringConvertib
             return "unknown filter '\(name)' at \(line):\(column)"
         case let .unknownTest(name, line, column):
             return "unknown test '\(name)' at \(line):\(column)"
+        case let .stepLimitExceeded(limit):
+            return "template evaluation exceeded its budget of \(limit) steps"
         case let .undefined(message, line, column):
             return "undefined value at \(line):\(column): \(message)"
         case let .runtime(message, line, column):
@@ -177,6 +181,10 @@ public struct ChatTemplateLimits: Sendable, Equatable {
     public var maxCallDepth: Int = 64
     /// Maximum nesting of expressions / statements when parsing, and of input data.
     public var maxNestingDepth: Int = 128
+    /// Maximum evaluation work of one render: every expression evaluated and every item a
+    /// membership test, filter or loop walks counts one step. Real chat templates take
+    /// thousands; the budget stops a template that would keep a server busy for seconds.
+    public var maxSteps: Int = 20_000_000
 
     public init() {}
 }
