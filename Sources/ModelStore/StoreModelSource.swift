@@ -40,6 +40,9 @@ public final class StoreModelSource: Sendable {
     public static let maximumRequestBytes = 32 << 20
     /// Padding between two wanted tensors that is fetched rather than split into two requests.
     public static let maximumGapBytes = 256 << 10
+    /// The largest header (metadata and tensor index) a node accepts from a store: a
+    /// vocabulary of a million tokens takes tens of MiB.
+    public static let maximumHeaderBytes = 1 << 30
     /// Failed checks of one tensor before the pull gives up.
     public static let maximumAttempts = 3
 
@@ -102,7 +105,8 @@ public final class StoreModelSource: Sendable {
         do { index = try JSONDecoder().decode(TensorIndex.self, from: Data(reply.body)) } catch {
             throw .badIndex("\(url)/tensors: \(error)")
         }
-        guard index.fileBytes >= index.dataOffset, index.dataOffset > 0, index.tensors.count <= 1 << 20 else {
+        guard index.fileBytes >= index.dataOffset, index.dataOffset > 0, index.dataOffset <= Self.maximumHeaderBytes,
+              index.tensors.count <= 1 << 20 else {
             throw .badIndex("\(url)/tensors: sizes out of range")
         }
         let temporary = cachedPath + ".tmp-\(getpid())"
@@ -140,7 +144,7 @@ public final class StoreModelSource: Sendable {
         do { index = try JSONDecoder().decode(TensorIndex.self, from: Data(reply.body)) } catch {
             throw .badIndex("\(url)/tensors: \(error)")
         }
-        guard index.dataOffset > 0, index.dataOffset <= index.fileBytes, index.dataOffset <= 1 << 30 else {
+        guard index.dataOffset > 0, index.dataOffset <= index.fileBytes, index.dataOffset <= maximumHeaderBytes else {
             throw .badIndex("\(url)/tensors: header size \(index.dataOffset) out of range")
         }
         var headers = HTTPHeaders()
