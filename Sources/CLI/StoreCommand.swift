@@ -2,6 +2,7 @@ import ArgumentParser
 #if canImport(Glibc)
 import Glibc
 #endif
+import ControlPlane
 import Foundation
 import GGUF
 import Logging
@@ -28,10 +29,7 @@ struct StoreCommand: ParsableCommand {
 
     func run() throws {
         LogSetup.bootstrap()
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0 ... 65535).contains(port) else {
-            throw ValidationError("--listen takes HOST:PORT")
-        }
-        let host = String(listen[..<colon])
+        guard let (host, port) = ControlAddress.parse(listen) else { throw ValidationError("--listen takes HOST:PORT") }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ValidationError("--dir \(dir) is not a folder")

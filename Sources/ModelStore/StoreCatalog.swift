@@ -69,8 +69,8 @@ public actor StoreCatalog {
             encoder.outputFormatting = [.sortedKeys]
             if let data = try? encoder.encode(computed) {
                 let temporary = cachePath + ".tmp-\(getpid())"
-                if FileManager.default.createFile(atPath: temporary, contents: data), rename(temporary, cachePath) == 0 {
-                } else {
+                let saved = FileManager.default.createFile(atPath: temporary, contents: data) && rename(temporary, cachePath) == 0
+                if !saved {
                     unlink(temporary)
                     logger.warning("cannot cache the index beside \(path); it stays in memory")
                 }
@@ -104,7 +104,10 @@ public actor StoreCatalog {
         var out = [UInt8](repeating: 0, count: range.count)
         var done = 0
         while done < range.count {
-            let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, range.count - done, off_t(range.lowerBound + done)) }
+            let n = out.withUnsafeMutableBytes { b -> Int in
+                guard let base = b.baseAddress else { return 0 }
+                return pread(fd, base + done, range.count - done, off_t(range.lowerBound + done))
+            }
             if n < 0, errno == EINTR { continue }
             guard n > 0 else { throw .io("\(path): short read at \(range.lowerBound + done)") }
             done += n

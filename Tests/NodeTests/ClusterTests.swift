@@ -92,39 +92,37 @@ final class TestCluster: @unchecked Sendable {
         hubTask = nil
     }
 
-    @discardableResult
-    func addNode(budget: Int, name: String) throws -> ClusterMember {
+    /// A joining node's configuration on a free loopback port, small and quick to start.
+    func memberConfiguration(budget: Int, name: String, modelPath: String) throws -> MemberConfiguration {
         var c = MemberConfiguration(hub: "127.0.0.1:\(hubPort)", listen: NodeAddress(host: "127.0.0.1", port: try NodeAddress.freeLoopbackPort()),
-                                    modelPath: path)
+                                    modelPath: modelPath)
         c.memoryBudgetBytes = budget
         c.name = name
         c.clusterToken = token
         c.threads = 1
         c.maxBatchTokens = 32
         c.speedProbeSeconds = 0.02
-        let member = try ClusterMember(configuration: c, logger: quietLogger)
+        return c
+    }
+
+    private func run(_ member: ClusterMember) -> ClusterMember {
         members.withLock { $0.append(member) }
         memberTasks.withLock { $0.append(Task { await member.run() }) }
         return member
+    }
+
+    @discardableResult
+    func addNode(budget: Int, name: String) throws -> ClusterMember {
+        run(try ClusterMember(configuration: memberConfiguration(budget: budget, name: name, modelPath: path), logger: quietLogger))
     }
 
     /// A node with no model file: it asks the hub for its store and pulls its layers into
     /// `cacheDirectory` (its own, as on a machine of its own).
     @discardableResult
     func addStoreNode(budget: Int, name: String, cacheDirectory: String) async throws -> ClusterMember {
-        var c = MemberConfiguration(hub: "127.0.0.1:\(hubPort)", listen: NodeAddress(host: "127.0.0.1", port: try NodeAddress.freeLoopbackPort()),
-                                    modelPath: "")
-        c.memoryBudgetBytes = budget
-        c.name = name
-        c.clusterToken = token
-        c.threads = 1
-        c.maxBatchTokens = 32
-        c.speedProbeSeconds = 0.02
+        var c = try memberConfiguration(budget: budget, name: name, modelPath: "")
         c.cacheDirectory = cacheDirectory
-        let member = try await ClusterMember.open(configuration: c, logger: quietLogger)
-        members.withLock { $0.append(member) }
-        memberTasks.withLock { $0.append(Task { await member.run() }) }
-        return member
+        return run(try await ClusterMember.open(configuration: c, logger: quietLogger))
     }
 
     var nodes: [ClusterMember] { members.withLock { $0 } }
