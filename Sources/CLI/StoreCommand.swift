@@ -83,16 +83,15 @@ struct PullCommand: ParsableCommand {
             let source = try StoreModelSource(url: try await StoreModelSource.resolve(address), cache: cache, logger: logger,
                                               showProgress: isatty(2) != 0)
             let index = try await source.index()
-            let header = try await source.header(index)
-            let names: [String]
-            if let range = wantedLayers {
-                names = header.tensors.filter { t in t.layerIndex.map { range.contains($0) } ?? false }.map(\.name)
-            } else {
-                names = header.tensors.map(\.name)
+            _ = try await source.headerBytes(index)
+            let chosen = index.tensors.filter { t in
+                guard let range = wantedLayers else { return true }
+                return GGUFTensorInfo.layerIndex(ofName: t.name).map { range.contains($0) } ?? false
             }
-            let wanted = names.compactMap { header.tensor(named: $0)?.byteCount }.reduce(0, +)
+            let names = chosen.map(\.name)
+            let wanted = chosen.reduce(0) { $0 + $1.size }
             let start = Date()
-            _ = try await source.load(names, base: header, index: index)
+            try await source.prefetch(names, index: index)
             let seconds = Date().timeIntervalSince(start)
             let r = source.received
             let report: [String: Any] = [

@@ -14,7 +14,10 @@ public struct GGUFTensorInfo: Sendable, Equatable {
     public var fileRange: Range<Int> { fileOffset ..< fileOffset + byteCount }
 
     /// The layer index for names of the form `blk.N.…`, else nil.
-    public var layerIndex: Int? {
+    public var layerIndex: Int? { Self.layerIndex(ofName: name) }
+
+    /// The layer index a tensor name `blk.N.…` names, else nil.
+    public static func layerIndex(ofName name: String) -> Int? {
         guard name.hasPrefix("blk.") else { return nil }
         let rest = name.dropFirst(4)
         guard let dot = rest.firstIndex(of: ".") else { return nil }

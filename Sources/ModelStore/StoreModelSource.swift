@@ -27,8 +27,18 @@ public final class StoreModelSource: Sendable {
         public var total: Int { indexBytes + headerBytes + tensorBytes }
     }
 
+    /// How tensor ranges travel.
+    public enum Transport: Sendable {
+        /// Plain HTTP through `RangeDownload`, anything else through the HTTP client.
+        case automatic
+        /// Always the HTTP client's streaming body (HTTPS takes this path; tests use it to
+        /// drill both).
+        case httpClient
+    }
+
     public let url: String
     public let cache: TensorCache
+    private let transport: Transport
     private let client: HTTPClient
     private let logger: Logger
     private let showProgress: Bool
@@ -47,7 +57,8 @@ public final class StoreModelSource: Sendable {
     public static let maximumAttempts = 3
 
     /// `url` is the model's address on the store: `http://HOST:PORT/v1/store/models/ID`.
-    public init(url: String, cache: TensorCache, logger: Logger, showProgress: Bool = false) throws(StoreError) {
+    public init(url: String, cache: TensorCache, logger: Logger, showProgress: Bool = false,
+                transport: Transport = .automatic) throws(StoreError) {
         var u = url
         while u.hasSuffix("/") { u.removeLast() }
         guard u.hasPrefix("http://") || u.hasPrefix("https://"), u.contains("/v1/store/models/") else {
@@ -57,6 +68,7 @@ public final class StoreModelSource: Sendable {
         self.cache = cache
         self.logger = logger
         self.showProgress = showProgress
+        self.transport = transport
         client = HTTPClient.shared
     }
 
@@ -117,6 +129,12 @@ public final class StoreModelSource: Sendable {
     /// The file's header (metadata and tensor index), checked against the index's SHA-256 and
     /// kept in the cache, parsed as a GGUF file with no tensor bytes.
     public func header(_ index: TensorIndex) async throws(StoreError) -> GGUFFile {
+        try Self.parseHeader(try await headerBytes(index), index: index, url: url)
+    }
+
+    /// The header's bytes, from the cache or the store, checked against the index's SHA-256
+    /// and kept in the cache (a pull that only fills the cache need not parse them).
+    public func headerBytes(_ index: TensorIndex) async throws(StoreError) -> [UInt8] {
         let path = cache.indexPath(index.etag + ".header")
         var bytes: [UInt8]
         if let data = FileManager.default.contents(atPath: path), data.count == index.dataOffset,
@@ -134,7 +152,7 @@ public final class StoreModelSource: Sendable {
             let temporary = path + ".tmp-\(getpid())"
             if FileManager.default.createFile(atPath: temporary, contents: Data(bytes)) { rename(temporary, path) }
         }
-        return try Self.parseHeader(bytes, index: index, url: url)
+        return bytes
     }
 
     /// A store's model without a cache (the hub's view): its index and its header, verified.
@@ -189,6 +207,18 @@ public final class StoreModelSource: Sendable {
         do { return try base.assembled(tensorData: data, digest: digest) } catch { throw .badIndex("\(error)") }
     }
 
+    /// Makes the tensors `names` verified blobs of the cache, fetching those it lacks, without
+    /// mapping or assembling them (what `pangalactic pull` does to fill a cache ahead of time).
+    public func prefetch(_ names: [String], index: TensorIndex) async throws(StoreError) {
+        let byName = Dictionary(index.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var wanted: [TensorIndex.Tensor] = []
+        for name in names {
+            guard let t = byName[name] else { throw .badIndex("the index has no tensor \(name)") }
+            wanted.append(t)
+        }
+        try await fetch(wanted, etag: index.etag)
+    }
+
     /// One planned range request: a byte range of the file and the tensors (or the rest of
     /// partly received ones) inside it.
     struct RangePlan {
@@ -238,7 +268,9 @@ public final class StoreModelSource: Sendable {
                 RangePlan.Piece(tensor: t, range: (t.offset + min(cache.partialBytes(t.sha256), t.size)) ..< (t.offset + t.size))
             }
             cache.makeRoom(for: pieces.reduce(0) { $0 + $1.range.count }, keep: keep)
-            let plans = Self.plan(pieces)
+            // Longest first: a large tensor is one request (its hash runs in order), and
+            // started last it would finish alone while the other loops sit idle.
+            let plans = Self.plan(pieces).sorted { $0.range.count > $1.range.count }
             let before = received.tensorBytes
             var outcome: [PieceOutcome] = []
             var networkError: StoreError?
@@ -280,63 +312,36 @@ public final class StoreModelSource: Sendable {
         }
     }
 
-    enum PieceOutcome {
+    enum PieceOutcome: Sendable {
         case stored(TensorIndex.Tensor)
         case corrupt(TensorIndex.Tensor)
     }
 
     /// Streams one range request into the pieces' partial files, verifying each tensor whose
-    /// last byte arrives.
+    /// last byte arrives. Plain HTTP goes through `RangeDownload` (large reads, processed on
+    /// the event loop that reads the socket); HTTPS through the HTTP client.
     private func run(_ plan: RangePlan, etag: String, progress: PullProgress) async throws(StoreError) -> [PieceOutcome] {
+        counters.withLock { $0.requests += 1 }
+        let onBytes: @Sendable (Int) -> Void = { [self] n in
+            counters.withLock { $0.tensorBytes += n }
+            progress.add(n)
+        }
+        if transport == .automatic, let target = RangeDownload.Target(url: url + "/file") {
+            return try await RangeDownload.run(target, plan: plan, cache: cache, etag: etag, onBytes: onBytes)
+        }
         var request = HTTPClientRequest(url: url + "/file")
         request.headers.add(name: "Range", value: "bytes=\(plan.range.lowerBound)-\(plan.range.upperBound - 1)")
-        counters.withLock { $0.requests += 1 }
-        var outcomes: [PieceOutcome] = []
-        var writer: PieceWriter?
-        defer { writer?.abandon() }
+        var sink = RangeSink(plan: plan, cache: cache)
+        defer { sink.abandon() }
         do {
             let response = try await client.execute(request, timeout: .seconds(600))
-            guard response.status == .partialContent || response.status == .ok else {
-                throw StoreError.http(url: url + "/file", status: Int(response.status.code))
-            }
-            if let tag = response.headers.first(name: "ETag"), tag != "\"\(etag)\"" {
-                throw StoreError.badIndex("the model changed on the store during the pull (ETag \(tag), expected \"\(etag)\")")
-            }
-            // A server that ignores Range sends the whole file from byte 0.
-            var position = response.status == .partialContent ? plan.range.lowerBound : 0
-            var pieceIndex = 0
+            try sink.begin(status: Int(response.status.code), etag: response.headers.first(name: "ETag"), expected: etag, url: url + "/file")
             for try await buffer in response.body {
-                counters.withLock { $0.tensorBytes += buffer.readableBytes }
-                progress.add(buffer.readableBytes)
-                try buffer.withUnsafeReadableBytes { (raw: UnsafeRawBufferPointer) throws(StoreError) in
-                    var at = 0
-                    while at < raw.count, pieceIndex < plan.pieces.count {
-                        let piece = plan.pieces[pieceIndex]
-                        let absolute = position + at
-                        if absolute < piece.range.lowerBound {
-                            at += min(raw.count - at, piece.range.lowerBound - absolute)
-                            continue
-                        }
-                        if writer == nil { writer = try PieceWriter(cache: cache, tensor: piece.tensor) }
-                        let n = min(raw.count - at, piece.range.upperBound - absolute)
-                        try writer?.write(UnsafeRawBufferPointer(rebasing: raw[at ..< at + n]))
-                        at += n
-                        if absolute + n == piece.range.upperBound {
-                            if let w = writer {
-                                outcomes.append(try w.finish() ? .stored(piece.tensor) : .corrupt(piece.tensor))
-                            }
-                            writer = nil
-                            pieceIndex += 1
-                        }
-                    }
-                }
-                position += buffer.readableBytes
-                if pieceIndex >= plan.pieces.count { break }
+                onBytes(buffer.readableBytes)
+                try buffer.withUnsafeReadableBytes { (raw: UnsafeRawBufferPointer) throws(StoreError) in try sink.consume(raw) }
+                if sink.isComplete { break }
             }
-            guard pieceIndex >= plan.pieces.count else {
-                throw StoreError.unreachable(url: url + "/file", reason: "the response ended after \(position - plan.range.lowerBound) of \(plan.range.count) bytes")
-            }
-            return outcomes
+            return try sink.end(url: url + "/file")
         } catch let error as StoreError {
             throw error
         } catch {
@@ -371,9 +376,79 @@ public final class StoreModelSource: Sendable {
     }
 }
 
+/// One range response on its way into the cache: routes the bytes to the pieces' partial
+/// files in order, skipping padding between them, and verifies each tensor as its last byte
+/// arrives. The same for every transport.
+struct RangeSink {
+    let plan: StoreModelSource.RangePlan
+    let cache: TensorCache
+    /// The file offset of the next byte to arrive.
+    private(set) var position: Int
+    private var pieceIndex = 0
+    private var writer: PieceWriter?
+    private(set) var outcomes: [StoreModelSource.PieceOutcome] = []
+
+    init(plan: StoreModelSource.RangePlan, cache: TensorCache) {
+        self.plan = plan
+        self.cache = cache
+        position = plan.range.lowerBound
+    }
+
+    /// Every piece has arrived.
+    var isComplete: Bool { pieceIndex >= plan.pieces.count }
+
+    /// Checks the response's status and ETag. A server that ignores Range answers 200 with
+    /// the whole file from byte 0.
+    mutating func begin(status: Int, etag: String?, expected: String, url: String) throws(StoreError) {
+        guard status == 206 || status == 200 else { throw .http(url: url, status: status) }
+        if let etag, etag != "\"\(expected)\"" {
+            throw .badIndex("the model changed on the store during the pull (ETag \(etag), expected \"\(expected)\")")
+        }
+        if status == 200 { position = 0 }
+    }
+
+    mutating func consume(_ raw: UnsafeRawBufferPointer) throws(StoreError) {
+        var at = 0
+        while at < raw.count, pieceIndex < plan.pieces.count {
+            let piece = plan.pieces[pieceIndex]
+            let absolute = position + at
+            if absolute < piece.range.lowerBound {
+                at += min(raw.count - at, piece.range.lowerBound - absolute)
+                continue
+            }
+            if writer == nil { writer = try PieceWriter(cache: cache, tensor: piece.tensor) }
+            let n = min(raw.count - at, piece.range.upperBound - absolute)
+            try writer?.write(UnsafeRawBufferPointer(rebasing: raw[at ..< at + n]))
+            at += n
+            if absolute + n == piece.range.upperBound {
+                if let w = writer {
+                    outcomes.append(try w.finish() ? .stored(piece.tensor) : .corrupt(piece.tensor))
+                }
+                writer = nil
+                pieceIndex += 1
+            }
+        }
+        position += raw.count
+    }
+
+    /// The outcomes, or the error of a response that ended early.
+    func end(url: String) throws(StoreError) -> [StoreModelSource.PieceOutcome] {
+        guard isComplete else {
+            throw .unreachable(url: url, reason: "the response ended after \(position - plan.range.lowerBound) of \(plan.range.count) bytes")
+        }
+        return outcomes
+    }
+
+    /// Closes an unfinished piece's file, keeping what was written for the next attempt.
+    mutating func abandon() {
+        writer?.abandon()
+        writer = nil
+    }
+}
+
 /// Appends one tensor's bytes to its partial file while hashing them; `finish` checks the
 /// SHA-256 and moves a good blob into the cache (a bad one is deleted, to be fetched again).
-private struct PieceWriter {
+fileprivate struct PieceWriter {
     let cache: TensorCache
     let tensor: TensorIndex.Tensor
     var fd: Int32

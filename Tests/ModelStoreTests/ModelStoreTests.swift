@@ -51,8 +51,8 @@ final class StoreFixture: @unchecked Sendable {
         try TensorCache(directory: folder + "/" + name, limitBytes: limit, logger: quietLogger)
     }
 
-    func source(_ cache: TensorCache) throws -> StoreModelSource {
-        try StoreModelSource(url: url, cache: cache, logger: quietLogger)
+    func source(_ cache: TensorCache, transport: StoreModelSource.Transport = .automatic) throws -> StoreModelSource {
+        try StoreModelSource(url: url, cache: cache, logger: quietLogger, transport: transport)
     }
 
     /// The tensors of `layers` (blocks only) in the index.
@@ -188,10 +188,13 @@ func hex(_ d: some Sequence<UInt8>) -> String { d.map { String(format: "%02x", $
         #expect(try file.modelDigest() == local.modelDigest())
     }
 
-    @Test func aCorruptedByteIsDetectedAndFetchedAgain() async throws {
+    /// Both transports: the event-loop download (plain HTTP) and the HTTP client (HTTPS).
+    static let transports: [StoreModelSource.Transport] = [.automatic, .httpClient]
+
+    @Test(arguments: transports) func aCorruptedByteIsDetectedAndFetchedAgain(transport: StoreModelSource.Transport) async throws {
         let f = try await StoreFixture()
         defer { f.stop() }
-        let source = try f.source(f.cache())
+        let source = try f.source(f.cache(), transport: transport)
         let index = try await source.index()
         let header = try await source.header(index)
         let wanted = f.layerTensors(index, 0 ..< 2)
@@ -204,17 +207,17 @@ func hex(_ d: some Sequence<UInt8>) -> String { d.map { String(format: "%02x", $
                 == Array(f.bytes[info.fileOffset ..< info.fileOffset + info.byteCount]))
         }
         // Corrupted every time: the pull stops with a clear error after three attempts.
-        let other = try f.source(f.cache(folder: "cache2"))
+        let other = try f.source(f.cache(folder: "cache2"), transport: transport)
         f.server.faults.corruptNext(100)
         await #expect(throws: StoreError.self) { try await other.load(wanted.map(\.name), base: header, index: index) }
         #expect(other.received.refetches == StoreModelSource.maximumAttempts)
         f.server.faults.corruptNext(0)
     }
 
-    @Test func aKilledPullResumesWithoutFetchingWhatItHas() async throws {
+    @Test(arguments: transports) func aKilledPullResumesWithoutFetchingWhatItHas(transport: StoreModelSource.Transport) async throws {
         let f = try await StoreFixture()
         defer { f.stop() }
-        let first = try f.source(f.cache())
+        let first = try f.source(f.cache(), transport: transport)
         let index = try await first.index()
         let header = try await first.header(index)
         let wanted = f.layerTensors(index, 0 ..< 6)
@@ -226,7 +229,7 @@ func hex(_ d: some Sequence<UInt8>) -> String { d.map { String(format: "%02x", $
         #expect(had > 0 && had < total)
         f.server.faults.cutNext([])
         // A new process on the same cache fetches only the rest.
-        let second = try f.source(f.cache())
+        let second = try f.source(f.cache(), transport: transport)
         _ = try await second.load(wanted.map(\.name), base: second.header(second.index()), index: index)
         #expect(second.received.tensorBytes == total - had)
         // A third start receives nothing at all: the index is revalidated (304), the header and
