@@ -29,10 +29,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3" ..< "5.0.0"),
     ],
     targets: [
-        // Innermost SIMD loops (AVX2/FMA/F16C) with plain C reference twins.
+        // Innermost SIMD loops, compiled per ISA level with target attributes (no package-wide -m
+        // flags, so a CPU without AVX2 runs the plain C twins), with plain C reference twins.
         .target(
             name: "CKernels",
-            cSettings: [.unsafeFlags(["-O3", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=fast"])]
+            cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]
         ),
         .target(name: "GGUF", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Kernels", dependencies: ["GGUF", "CKernels"], swiftSettings: hotPathSwift),

@@ -4,6 +4,10 @@
 #include <math.h>
 #include "ckernels.h"
 
+static float softmax_in_place_ref(float *s, int64_t n);
+
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+
 static inline float hsum256(__m256 v) {
     __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
     lo = _mm_add_ps(lo, hi);
@@ -33,17 +37,6 @@ static float softmax_in_place(float *s, int64_t n) {
 }
 
 // The reference twin's softmax, one score at a time throughout.
-static float softmax_in_place_ref(float *s, int64_t n) {
-    float m = -INFINITY;
-    for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
-    double sum = 0.0;
-    for (int64_t j = 0; j < n; j++) {
-        s[j] = expf(s[j] - m);
-        sum += s[j];
-    }
-    return (float)(1.0 / sum);
-}
-
 // The body for NV vectors of 8 per head. Called with a constant NV, the query and the output
 // accumulators live in registers; with a run-time count the compiler keeps the arrays on the
 // stack, and every value update becomes a load, an FMA and a store chained through memory.
@@ -82,7 +75,7 @@ static inline __attribute__((always_inline)) void attend(const float *q, const f
     }
 }
 
-void pg_attend_head_f32(const float *q, const float *k, const float *v, int64_t stride, int64_t span,
+void pg_attend_head_f32_avx2(const float *q, const float *k, const float *v, int64_t stride, int64_t span,
                         int64_t hd, float scale, float *scores, float *out) {
     switch (hd) {
     case 64: attend(q, k, v, stride, span, 8, scale, scores, out); return;
@@ -97,6 +90,19 @@ void pg_attend_head_f32(const float *q, const float *k, const float *v, int64_t 
         }
         attend(q, k, v, stride, span, hd / 8, scale, scores, out);
     }
+}
+
+#pragma clang attribute pop
+
+static float softmax_in_place_ref(float *s, int64_t n) {
+    float m = -INFINITY;
+    for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
+    double sum = 0.0;
+    for (int64_t j = 0; j < n; j++) {
+        s[j] = expf(s[j] - m);
+        sum += s[j];
+    }
+    return (float)(1.0 / sum);
 }
 
 void pg_attend_head_f32_ref(const float *q, const float *k, const float *v, int64_t stride, int64_t span,

@@ -44,7 +44,14 @@ struct Bench: ParsableCommand {
     @Flag(help: "Pipeline test: show the nodes' logs.")
     var verbose = false
 
+    @Flag(help: "Print the CPU's features, the kernel level and whether the OS grants AMX, and exit.")
+    var cpu = false
+
     func run() throws {
+        if cpu {
+            print("cpu: \(CPUFeatures.names.joined(separator: " ")); kernels: \(KernelTable.active.level) (best \(ISALevel.best)); \(CPUFeatures.amxStatus)")
+            return
+        }
         if let nodes { return try runPipeline(nodes: nodes) }
         let prompts = try p.split(separator: ",").map { part -> Int in
             guard let v = Int(part.trimmingCharacters(in: .whitespaces)), (0 ... 4096).contains(v) else {
@@ -75,7 +82,12 @@ struct Bench: ParsableCommand {
         let bytesPerToken = Double(engine.weightBytesPerToken)
         let roofline = bandwidth / bytesPerToken
         print("model: \(path)")
-        print("int8 kernels: \(MatMul.hasAVXVNNI ? "AVX2 with AVX-VNNI" : "AVX2") (PANGALACTIC_NO_VNNI=1 for plain AVX2)")
+        let table = KernelTable.active
+        print("cpu: \(CPUFeatures.names.joined(separator: " ")); \(CPUFeatures.amxStatus)")
+        print("kernels: \(table.level) (best here: \(ISALevel.best)\(ISALevel.requestWasCapped ? ", PANGALACTIC_ISA asked for more" : ""); " +
+            "PANGALACTIC_ISA=ref|avx2|avxvnni|avx512 forces one)")
+        let types = Set(engine.file.tensors.filter { $0.shape.count == 2 }.map(\.type)).sorted { "\($0)" < "\($1)" }
+        for line in table.describe(types) { print("  \(line)") }
         print("threads: \(engine.pool.activeThreads), read bandwidth \(fmt(bandwidth / 1e9, 1)) GB/s, " +
             "\(fmt(bytesPerToken / 1e6, 1)) MB of weights per token, decode roofline \(fmt(roofline, 1)) tok/s")
         print("| test | t/s |")

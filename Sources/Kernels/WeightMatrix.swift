@@ -77,23 +77,29 @@ public struct MatrixGroup: @unchecked Sendable {
     /// Distinct partner formats of the group, and each matrix's index into them.
     let formats: [ActivationFormat]
     let formatIndex: [Int]
+    /// Each matrix's kernels, resolved once from `table`.
+    let kernels: [WeightKernels]
+    /// The ISA level's kernels the group runs (the process's, unless a test chose one).
+    public let table: KernelTable
 
     public enum GroupError: Error, Equatable {
         case empty
         case columnMismatch
     }
 
-    public init(_ matrices: [WeightMatrix]) throws(GroupError) {
+    public init(_ matrices: [WeightMatrix], table: KernelTable = .active) throws(GroupError) {
         guard let first = matrices.first else { throw .empty }
         guard matrices.allSatisfy({ $0.columns == first.columns }) else { throw .columnMismatch }
-        self.init(unchecked: matrices)
+        self.init(unchecked: matrices, table: table)
     }
 
     /// A group of one matrix.
-    public init(single matrix: WeightMatrix) { self.init(unchecked: [matrix]) }
+    public init(single matrix: WeightMatrix, table: KernelTable = .active) { self.init(unchecked: [matrix], table: table) }
 
-    init(unchecked matrices: [WeightMatrix]) {
+    init(unchecked matrices: [WeightMatrix], table: KernelTable) {
         self.matrices = matrices
+        self.table = table
+        kernels = matrices.map { table.kernels(for: $0.type) }
         columns = matrices.first?.columns ?? 0
         var offsets: [Int] = [], total = 0
         var formats: [ActivationFormat] = [], index: [Int] = []

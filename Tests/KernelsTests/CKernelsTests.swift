@@ -2,6 +2,8 @@
 // random data, the references against independent Swift decoders written from the block
 // formulas, and a few hand-built blocks with hand-computed dot products.
 import CKernels
+import GGUF
+import Kernels
 import TestSupport
 import Testing
 
@@ -60,21 +62,21 @@ enum CKAct: Sendable, CaseIterable {
     }
 
     /// Fills the output with a different pattern per implementation so unwritten bytes show up.
-    func quantize(_ x: [Float], fast: Bool) -> [UInt8] {
+    var format: ActivationFormat {
+        switch self {
+        case .q8_0: .q8_0
+        case .q8_1: .q8_1
+        case .q8_K: .q8_K
+        }
+    }
+
+    /// Fills the output with a different pattern per implementation so unwritten bytes show up.
+    /// `fast` runs `level`'s SIMD quantizer, else the plain C twin.
+    func quantize(_ x: [Float], fast: Bool, level: ISALevel = .best) -> [UInt8] {
         var out = [UInt8](repeating: fast ? 0xAA : 0x55, count: x.count / blockValues * blockBytes)
-        let n = Int64(x.count)
+        let quantize = KernelTable(level: fast ? level : .reference).quantizer(format)!
         x.withUnsafeBufferPointer { xp in
-            out.withUnsafeMutableBytes { op in
-                let xb = xp.baseAddress!, ob = op.baseAddress!
-                switch (self, fast) {
-                case (.q8_0, true): pg_quantize_row_q8_0(xb, ob, n)
-                case (.q8_0, false): pg_quantize_row_q8_0_ref(xb, ob, n)
-                case (.q8_1, true): pg_quantize_row_q8_1(xb, ob, n)
-                case (.q8_1, false): pg_quantize_row_q8_1_ref(xb, ob, n)
-                case (.q8_K, true): pg_quantize_row_q8_K(xb, ob, n)
-                case (.q8_K, false): pg_quantize_row_q8_K_ref(xb, ob, n)
-                }
-            }
+            out.withUnsafeMutableBytes { op in quantize(xp.baseAddress!, op.baseAddress!, Int64(x.count)) }
         }
         return out
     }
@@ -140,30 +142,26 @@ enum CKWeight: String, Sendable, CaseIterable, CustomTestStringConvertible {
         return b
     }
 
-    func dot(fast: Bool, _ n: Int, _ w: UnsafeRawPointer, _ a: UnsafeRawPointer) -> Float {
-        let n = Int64(n)
-        switch (self, fast) {
-        case (.q4_0, true): return pg_vec_dot_q4_0_q8_0(n, w, a)
-        case (.q4_0, false): return pg_vec_dot_q4_0_q8_0_ref(n, w, a)
-        case (.q4_1, true): return pg_vec_dot_q4_1_q8_1(n, w, a)
-        case (.q4_1, false): return pg_vec_dot_q4_1_q8_1_ref(n, w, a)
-        case (.q5_0, true): return pg_vec_dot_q5_0_q8_0(n, w, a)
-        case (.q5_0, false): return pg_vec_dot_q5_0_q8_0_ref(n, w, a)
-        case (.q5_1, true): return pg_vec_dot_q5_1_q8_1(n, w, a)
-        case (.q5_1, false): return pg_vec_dot_q5_1_q8_1_ref(n, w, a)
-        case (.q8_0, true): return pg_vec_dot_q8_0_q8_0(n, w, a)
-        case (.q8_0, false): return pg_vec_dot_q8_0_q8_0_ref(n, w, a)
-        case (.q4_K, true): return pg_vec_dot_q4_K_q8_K(n, w, a)
-        case (.q4_K, false): return pg_vec_dot_q4_K_q8_K_ref(n, w, a)
-        case (.q5_K, true): return pg_vec_dot_q5_K_q8_K(n, w, a)
-        case (.q5_K, false): return pg_vec_dot_q5_K_q8_K_ref(n, w, a)
-        case (.q6_K, true): return pg_vec_dot_q6_K_q8_K(n, w, a)
-        case (.q6_K, false): return pg_vec_dot_q6_K_q8_K_ref(n, w, a)
+    var ggml: GGMLType {
+        switch self {
+        case .q4_0: .q4_0
+        case .q4_1: .q4_1
+        case .q5_0: .q5_0
+        case .q5_1: .q5_1
+        case .q8_0: .q8_0
+        case .q4_K: .q4_K
+        case .q5_K: .q5_K
+        case .q6_K: .q6_K
         }
     }
 
-    func dot(fast: Bool, _ n: Int, _ w: [UInt8], _ a: [UInt8]) -> Float {
-        w.withUnsafeBytes { wp in a.withUnsafeBytes { ap in dot(fast: fast, n, wp.baseAddress!, ap.baseAddress!) } }
+    /// `fast` runs `level`'s SIMD kernel, else the plain C twin.
+    func dot(fast: Bool, level: ISALevel = .best, _ n: Int, _ w: UnsafeRawPointer, _ a: UnsafeRawPointer) -> Float {
+        KernelTable(level: fast ? level : .reference).kernels(for: ggml).dot!(Int64(n), w, a)
+    }
+
+    func dot(fast: Bool, level: ISALevel = .best, _ n: Int, _ w: [UInt8], _ a: [UInt8]) -> Float {
+        w.withUnsafeBytes { wp in a.withUnsafeBytes { ap in dot(fast: fast, level: level, n, wp.baseAddress!, ap.baseAddress!) } }
     }
 
     /// Scaled part of each dequantized weight (q * d, or d*sc*q for K-quants, including the
@@ -274,8 +272,8 @@ enum CKWeight: String, Sendable, CaseIterable, CustomTestStringConvertible {
 @Suite struct CKernelsQuantDotTests {
     static let multiples = [1, 3, 7, 18]
 
-    @Test(arguments: CKWeight.allCases)
-    func fastMatchesRefAndRefMatchesFormula(_ t: CKWeight) {
+    @Test(arguments: CKWeight.allCases, KernelTable.simdLevels)
+    func fastMatchesRefAndRefMatchesFormula(_ t: CKWeight, _ level: ISALevel) {
         var rng = CKSplitMix64(seed: 0xC0FFEE ^ UInt64(t.blockBytes))
         var lengths = Self.multiples.map { $0 * t.blockValues }
         lengths.append(t.isK ? 4864 : 896)
@@ -285,33 +283,36 @@ enum CKWeight: String, Sendable, CaseIterable, CustomTestStringConvertible {
                 let x = rng.floats(n)
                 let a = t.act.quantize(x, fast: false)
                 let ref = t.dot(fast: false, n, w, a)
-                let fast = t.dot(fast: true, n, w, a)
+                let fast = t.dot(fast: true, level: level, n, w, a)
                 let (exact, scale) = t.exactDot(w, a)
+                // Integer sums are the same on every level, and so are the float steps after them.
+                let baseline = t.dot(fast: true, level: KernelTable.simdLevels[0], n, w, a)
+                #expect(fast.bitPattern == baseline.bitPattern, "\(t) n=\(n): \(level) \(fast) vs \(KernelTable.simdLevels[0]) \(baseline)")
                 let tol = 1e-4 * scale + 1e-12
                 #expect(abs(Double(fast) - Double(ref)) <= tol, "\(t) n=\(n): fast \(fast) vs ref \(ref)")
                 #expect(abs(Double(ref) - exact) <= tol, "\(t) n=\(n): ref \(ref) vs formula \(exact)")
                 // Activations from the fast quantizer must work just as well.
-                let af = t.act.quantize(x, fast: true)
+                let af = t.act.quantize(x, fast: true, level: level)
                 let (exactF, scaleF) = t.exactDot(w, af)
-                #expect(abs(Double(t.dot(fast: true, n, w, af)) - exactF) <= 1e-4 * scaleF + 1e-12)
+                #expect(abs(Double(t.dot(fast: true, level: level, n, w, af)) - exactF) <= 1e-4 * scaleF + 1e-12)
             }
         }
     }
 
     /// Rows come from mmap and may start at any byte: results must not depend on alignment.
-    @Test(arguments: CKWeight.allCases)
-    func unalignedRows(_ t: CKWeight) {
+    @Test(arguments: CKWeight.allCases, KernelTable.simdLevels)
+    func unalignedRows(_ t: CKWeight, _ level: ISALevel) {
         var rng = CKSplitMix64(seed: 77)
         let n = 3 * t.blockValues
         let w = t.randomRow(n, &rng)
-        let a = t.act.quantize(rng.floats(n), fast: true)
-        let aligned = t.dot(fast: true, n, w, a)
+        let a = t.act.quantize(rng.floats(n), fast: true, level: level)
+        let aligned = t.dot(fast: true, level: level, n, w, a)
         for shift in [1, 3] {
             let wu = [UInt8](repeating: 0, count: shift) + w
             let au = [UInt8](repeating: 0, count: shift + 2) + a
             wu.withUnsafeBytes { wp in
                 au.withUnsafeBytes { ap in
-                    let f = t.dot(fast: true, n, wp.baseAddress! + shift, ap.baseAddress! + shift + 2)
+                    let f = t.dot(fast: true, level: level, n, wp.baseAddress! + shift, ap.baseAddress! + shift + 2)
                     let r = t.dot(fast: false, n, wp.baseAddress! + shift, ap.baseAddress! + shift + 2)
                     #expect(f == aligned)
                     #expect(abs(r - f) <= 1e-3 * max(1, abs(f)))
@@ -322,8 +323,8 @@ enum CKWeight: String, Sendable, CaseIterable, CustomTestStringConvertible {
 
     /// Extreme blocks: every weight byte 0xFF / 0x00 (largest unsigned magnitudes, and for Q8_0
     /// the value -1 / 0) against activations at +-127, to catch int16 saturation in maddubs.
-    @Test(arguments: CKWeight.allCases)
-    func saturationExtremes(_ t: CKWeight) {
+    @Test(arguments: CKWeight.allCases, KernelTable.simdLevels)
+    func saturationExtremes(_ t: CKWeight, _ level: ISALevel) {
         let n = 2 * t.blockValues
         for fill: UInt8 in [0xFF, 0x00, 0x80, 0x7F] {
             var w = [UInt8](repeating: fill, count: n / t.blockValues * t.blockBytes)
@@ -335,7 +336,7 @@ enum CKWeight: String, Sendable, CaseIterable, CustomTestStringConvertible {
                 let x = (0..<n).map { i in (i % 3 == 0 ? sign : -sign) * 1.5 }
                 let a = t.act.quantize(x, fast: false)
                 let (exact, scale) = t.exactDot(w, a)
-                let ref = t.dot(fast: false, n, w, a), fast = t.dot(fast: true, n, w, a)
+                let ref = t.dot(fast: false, n, w, a), fast = t.dot(fast: true, level: level, n, w, a)
                 #expect(abs(Double(ref) - exact) <= 1e-4 * scale + 1e-9, "\(t) fill \(fill)")
                 #expect(abs(Double(fast) - exact) <= 1e-4 * scale + 1e-9, "\(t) fill \(fill)")
             }

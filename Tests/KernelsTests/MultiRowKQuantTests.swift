@@ -1,6 +1,8 @@
 // The multi-row K-quant dot products (prefill) against the single-row kernels: for every count
 // 1...4 each output must equal, bit for bit, the single-row result on that activation row.
 import CKernels
+import GGUF
+import Kernels
 import TestSupport
 import Testing
 
@@ -13,20 +15,14 @@ private enum KType: String, CaseIterable, CustomStringConvertible {
     /// Offsets of the f16 d (and dmin, where the format has one) inside a block.
     var scaleOffsets: [Int] { switch self { case .q4K, .q5K: [0, 2]; case .q6K: [208] } }
 
-    func single(_ n: Int64, _ w: UnsafeRawPointer, _ a: UnsafeRawPointer) -> Float {
-        switch self {
-        case .q4K: pg_vec_dot_q4_K_q8_K(n, w, a)
-        case .q5K: pg_vec_dot_q5_K_q8_K(n, w, a)
-        case .q6K: pg_vec_dot_q6_K_q8_K(n, w, a)
-        }
+    var ggml: GGMLType { switch self { case .q4K: .q4_K; case .q5K: .q5_K; case .q6K: .q6_K } }
+
+    func single(_ level: ISALevel, _ n: Int64, _ w: UnsafeRawPointer, _ a: UnsafeRawPointer) -> Float {
+        KernelTable(level: level).kernels(for: ggml).dot!(n, w, a)
     }
-    func multi(_ n: Int64, _ w: UnsafeRawPointer, _ a: UnsafeRawPointer, _ stride: Int64, _ count: Int64,
+    func multi(_ level: ISALevel, _ n: Int64, _ w: UnsafeRawPointer, _ a: UnsafeRawPointer, _ stride: Int64, _ count: Int64,
                _ out: UnsafeMutablePointer<Float>) {
-        switch self {
-        case .q4K: pg_vec_dot4_q4_K_q8_K(n, w, a, stride, count, out)
-        case .q5K: pg_vec_dot4_q5_K_q8_K(n, w, a, stride, count, out)
-        case .q6K: pg_vec_dot4_q6_K_q8_K(n, w, a, stride, count, out)
-        }
+        KernelTable(level: level).kernels(for: ggml).dot4!(n, w, a, stride, count, out)
     }
 }
 
@@ -50,7 +46,7 @@ private func activationRows(_ n: Int, stride: Int, _ rng: inout KMultiRNG) -> [U
     for r in 0..<4 {
         let x = (0..<n).map { _ in rng.float(-3, 3) }
         a.withUnsafeMutableBytes { buf in
-            x.withUnsafeBufferPointer { pg_quantize_row_q8_K($0.baseAddress!, buf.baseAddress! + r * stride, Int64(n)) }
+            x.withUnsafeBufferPointer { pg_quantize_row_q8_K_ref($0.baseAddress!, buf.baseAddress! + r * stride, Int64(n)) }
         }
     }
     return a
@@ -67,15 +63,20 @@ private func activationRows(_ n: Int, stride: Int, _ rng: inout KMultiRNG) -> [U
                 let a = activationRows(n, stride: stride, &rng)
                 w.withUnsafeBytes { wb in
                     a.withUnsafeBytes { ab in
-                        let single = (0..<4).map { r in type.single(Int64(n), wb.baseAddress!, ab.baseAddress! + r * stride) }
-                        for count in 1...4 {
-                            var out = [Float](repeating: .nan, count: 5)
-                            type.multi(Int64(n), wb.baseAddress!, ab.baseAddress!, Int64(stride), Int64(count), &out)
-                            for r in 0..<count {
-                                #expect(out[r].bitPattern == single[r].bitPattern,
-                                        "\(type) n=\(n) stride=\(stride) trial=\(trial) count=\(count) row=\(r): \(out[r]) vs \(single[r])")
+                        // Every SIMD level: four rows equal single rows, and equal every other level's.
+                        let first = (0..<4).map { r in type.single(KernelTable.simdLevels[0], Int64(n), wb.baseAddress!, ab.baseAddress! + r * stride) }
+                        for level in KernelTable.simdLevels {
+                            let single = (0..<4).map { r in type.single(level, Int64(n), wb.baseAddress!, ab.baseAddress! + r * stride) }
+                            #expect(single.map(\.bitPattern) == first.map(\.bitPattern), "\(type) \(level) differs from \(KernelTable.simdLevels[0])")
+                            for count in 1...4 {
+                                var out = [Float](repeating: .nan, count: 5)
+                                type.multi(level, Int64(n), wb.baseAddress!, ab.baseAddress!, Int64(stride), Int64(count), &out)
+                                for r in 0..<count {
+                                    #expect(out[r].bitPattern == single[r].bitPattern,
+                                            "\(type) \(level) n=\(n) stride=\(stride) trial=\(trial) count=\(count) row=\(r): \(out[r]) vs \(single[r])")
+                                }
+                                #expect(out[count].isNaN, "wrote past count")
                             }
-                            #expect(out[count].isNaN, "wrote past count")
                         }
                     }
                 }

@@ -7,16 +7,18 @@ import Testing
 /// The prefill kernels of the 32-wide formats equal the single-row kernels.
 @Suite struct UnpackedMultiRowTests {
     /// Prefill unpacks a weight row once and meets four activation rows at a time; the result
-    /// must equal the single-row kernel bit for bit, with plain AVX2 and with AVX-VNNI (where
-    /// this CPU has it), so prefill agrees with decode whatever the batch.
-    @Test(arguments: [GGMLType.q4_0, .q5_0, .q8_0, .q4_1, .q5_1])
-    func unpackedFourRowsEqualSingleRows(_ type: GGMLType) throws {
-        let single = try #require(MatMul.quantizedDot(type))
+    /// must equal the single-row kernel bit for bit, at every SIMD level this CPU has, so
+    /// prefill agrees with decode whatever the batch.
+    @Test(arguments: [GGMLType.q4_0, .q5_0, .q8_0, .q4_1, .q5_1], KernelTable.simdLevels)
+    func unpackedFourRowsEqualSingleRows(_ type: GGMLType, _ level: ISALevel) throws {
+        let table = KernelTable(level: level)
+        let k = table.kernels(for: type)
+        let single = try #require(k.dot)
         let withMin = type == .q4_1 || type == .q5_1
         let format: ActivationFormat = withMin ? .q8_1 : .q8_0
-        let unpack = try #require(withMin ? MatMul.unpackUnsigned(type) : MatMul.unpackSigned(type))
-        var kernels: [(String, MatMul.Dot4UnpackedKernel)] = [("avx2", withMin ? pg_vec_dot4u_u8_q8_1 : pg_vec_dot4u_i8_q8_0)]
-        if pg_cpu_has_avx_vnni() != 0 { kernels.append(("vnni", withMin ? pg_vec_dot4u_u8_q8_1_vnni : pg_vec_dot4u_i8_q8_0_vnni)) }
+        let unpack = try #require(k.unpack)
+        let kernels = [("\(level)", try #require(k.unpackedDot4))]
+        let rowScales = try #require(table.rowScales(format))
         var rng = SplitMix64(seed: 4242 + UInt64(type.rawValue))
         for n in [32, 96, 896, 4864] {
             let nb = n / 32
@@ -26,17 +28,15 @@ import Testing
             for t in 0 ..< 4 {
                 // Full-range activations, so the int8 products reach their largest magnitudes.
                 let x = rng.floats(n, in: -3 ... 3)
-                act.withUnsafeMutableBytes { MatMul.quantizeActivations(format, x, tokens: 1, columns: n, into: $0.baseAddress! + t * stride) }
+                act.withUnsafeMutableBytes {
+                    MatMul.quantizeActivations(format, x, tokens: 1, columns: n, into: $0.baseAddress! + t * stride, table: table)
+                }
             }
             var scales = [Float](repeating: 0, count: 4 * nb * 2)
             var unpacked = [UInt8](repeating: 0, count: 64 * nb)
             var weightScales = [Float](repeating: 0, count: 2 * nb)
             w.withUnsafeBytes { wb in act.withUnsafeBytes { ab in
-                if withMin {
-                    pg_q8_1_row_scales(ab.baseAddress, Int64(stride), 4, Int64(n), &scales)
-                } else {
-                    pg_q8_0_row_scales(ab.baseAddress, Int64(stride), 4, Int64(n), &scales)
-                }
+                rowScales(ab.baseAddress, Int64(stride), 4, Int64(n), &scales)
                 unpacked.withUnsafeMutableBytes { unpack(wb.baseAddress, Int64(nb), $0.baseAddress, &weightScales) }
                 for (name, kernel) in kernels {
                     var out = [Float](repeating: .nan, count: 4)
