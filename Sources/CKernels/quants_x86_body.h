@@ -329,10 +329,28 @@ static inline __m256i q5_0_signed(const pg_block_q5_0 *b) { return _mm256_sub_ep
     const ABLOCK *a3 = (const ABLOCK *)((const char *)va + 3 * a_stride)
 
 // Prefill, where one weight row meets many activation rows: the row is unpacked once into
-// signed bytes and their absolute values (64 bytes per block) plus float scales, and every group
-// of four activation rows then reads those instead of unpacking again. Per (block, row) pair the
-// work mirrors the single-row kernels exactly (same int32 lanes, same f32(d_w) * f32(d_a) scale,
-// even blocks into e and odd into o), so the results equal them bit for bit.
+// signed bytes plus 32 bytes of help per block, and float scales, and every group of four
+// activation rows then reads those instead of unpacking again. Per (block, row) pair the work
+// mirrors the single-row kernels exactly (same int32 lanes, same f32(d_w) * f32(d_a) scale, even
+// blocks into e and odd into o), so the results equal them bit for bit.
+//
+// Without VNNI the help is |w|, and each pair costs a sign, a maddubs and a madd. With VNNI the
+// activations come biased to unsigned bytes (a + 128, pg_q8_0_bias_rows) and the help is each
+// lane's correction -128 * (sum of its four w), so vpdpbusd starting from the correction gives
+// sum(a * w) exactly with no sign step; and the scale products d_w * d_a are formed eight at a
+// time. (maddubs would saturate on a + 128, so only the VNNI levels take this path.)
+#if PG_VNNI == 1
+#define PG_DPBUSD(ACC, U, S) _mm256_dpbusd_avx_epi32(ACC, U, S)
+#elif PG_VNNI == 2
+#define PG_DPBUSD(ACC, U, S) _mm256_dpbusd_epi32(ACC, U, S)
+#endif
+
+#if PG_VNNI
+#define PG_UNPACK_HELP(Q) _mm256_sub_epi32(_mm256_setzero_si256(), PG_DPBUSD(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80), Q))
+#else
+#define PG_UNPACK_HELP(Q) _mm256_sign_epi8(Q, Q)
+#endif
+
 #define PG_UNPACK_SIGNED(NAME, WBLOCK, WEIGHTS)                                                   \
     void NAME(const void *vw, int64_t nb, void *unpacked, float *wd) {                            \
         const WBLOCK *w = (const WBLOCK *)vw;                                                      \
@@ -340,7 +358,7 @@ static inline __m256i q5_0_signed(const pg_block_q5_0 *b) { return _mm256_sub_ep
         for (int64_t ib = 0; ib < nb; ib++) {                                                     \
             const __m256i q = WEIGHTS(&w[ib]);                                                    \
             _mm256_storeu_si256((__m256i *)(o + 64 * ib), q);                                     \
-            _mm256_storeu_si256((__m256i *)(o + 64 * ib + 32), _mm256_sign_epi8(q, q));           \
+            _mm256_storeu_si256((__m256i *)(o + 64 * ib + 32), PG_UNPACK_HELP(q));                \
             wd[ib] = _mm_cvtss_f32(load_f16x2(&w[ib]));                                           \
         }                                                                                         \
     }
@@ -349,7 +367,66 @@ PG_UNPACK_SIGNED(PG_FN(pg_unpack_q4_0_signed), pg_block_q4_0, q4_0_signed)
 PG_UNPACK_SIGNED(PG_FN(pg_unpack_q5_0_signed), pg_block_q5_0, q5_0_signed)
 PG_UNPACK_SIGNED(PG_FN(pg_unpack_q8_0_signed), pg_block_q8_0, q8_0_weights)
 
+#if PG_VNNI
+// Four biased activation rows (32 bytes per block, a_stride bytes apart) against an unpacked
+// weight row. The scale products of eight blocks for the four rows are formed together, then
+// each pair is one vpdpbusd, one conversion and one FMA.
+void PG_FN(pg_vec_dot4u_i8_q8_0)(int64_t nb, const void *unpacked, const float *wd, const void *va, int64_t a_stride,
+                                 const float *scales, int64_t scale_stride, float *out) {
+    const uint8_t *wq = (const uint8_t *)unpacked;
+    const uint8_t *a0 = (const uint8_t *)va, *a1 = a0 + a_stride, *a2 = a0 + 2 * a_stride, *a3 = a0 + 3 * a_stride;
+    __m256 e0 = _mm256_setzero_ps(), e1 = _mm256_setzero_ps(), e2 = _mm256_setzero_ps(), e3 = _mm256_setzero_ps();
+    __m256 o0 = _mm256_setzero_ps(), o1 = _mm256_setzero_ps(), o2 = _mm256_setzero_ps(), o3 = _mm256_setzero_ps();
+    float p[4][8];
+    for (int64_t ib0 = 0; ib0 < nb; ib0 += 8) {
+        const int64_t m = nb - ib0 < 8 ? nb - ib0 : 8;
+        if (m == 8) {
+            const __m256 dw = _mm256_loadu_ps(wd + ib0);
+            for (int t = 0; t < 4; t++) _mm256_storeu_ps(p[t], _mm256_mul_ps(dw, _mm256_loadu_ps(scales + t * scale_stride + ib0)));
+        } else {
+            for (int t = 0; t < 4; t++)
+                for (int64_t j = 0; j < m; j++) p[t][j] = wd[ib0 + j] * scales[t * scale_stride + ib0 + j];
+        }
+#define PG_PAIR(ACC, A, T, IB, J)                                                                 \
+    ACC = _mm256_fmadd_ps(_mm256_cvtepi32_ps(PG_DPBUSD(help, _mm256_loadu_si256((const __m256i *)(A + 32 * (IB))), q)), \
+                          _mm256_set1_ps(p[T][J]), ACC)
+#define PG_BLOCK_B(E0, E1, E2, E3, J)                                                             \
+    {                                                                                             \
+        const int64_t ib = ib0 + (J);                                                             \
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(wq + 64 * ib));                    \
+        const __m256i help = _mm256_loadu_si256((const __m256i *)(wq + 64 * ib + 32));            \
+        PG_PAIR(E0, a0, 0, ib, J); PG_PAIR(E1, a1, 1, ib, J);                                     \
+        PG_PAIR(E2, a2, 2, ib, J); PG_PAIR(E3, a3, 3, ib, J);                                     \
+    }
+        int64_t j = 0;
+        for (; j + 1 < m; j += 2) {
+            PG_BLOCK_B(e0, e1, e2, e3, j)
+            PG_BLOCK_B(o0, o1, o2, o3, j + 1)
+        }
+        if (j < m) PG_BLOCK_B(e0, e1, e2, e3, j)
+#undef PG_BLOCK_B
+#undef PG_PAIR
+    }
+    out[0] = hsum_f32x8(_mm256_add_ps(e0, o0));
+    out[1] = hsum_f32x8(_mm256_add_ps(e1, o1));
+    out[2] = hsum_f32x8(_mm256_add_ps(e2, o2));
+    out[3] = hsum_f32x8(_mm256_add_ps(e3, o3));
+}
 
+// Q8_0 activation rows as unsigned bytes a + 128, 32 per block with no scale between, for the
+// kernel above.
+void PG_FN(pg_q8_0_bias_rows)(const void *va, int64_t a_stride, int64_t rows, int64_t n, void *out) {
+    const int64_t nb = n / PG_QK;
+    uint8_t *o = (uint8_t *)out;
+    for (int64_t t = 0; t < rows; t++) {
+        const pg_block_q8_0 *a = (const pg_block_q8_0 *)((const char *)va + t * a_stride);
+        for (int64_t b = 0; b < nb; b++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)a[b].qs);
+            _mm256_storeu_si256((__m256i *)(o + 32 * (t * nb + b)), _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80)));
+        }
+    }
+}
+#else
 #define PG_ROW_STEP_U(ACC, A, IB, Q, QABS, T)                                               \
     ACC = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&scales[(T) * scale_stride + (IB)])), \
                           _mm256_cvtepi32_ps(PG_IDOT(QABS, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)A[IB].qs), Q))), ACC)
@@ -384,6 +461,7 @@ PG_UNPACK_SIGNED(PG_FN(pg_unpack_q8_0_signed), pg_block_q8_0, q8_0_weights)
     }
 
 PG_DOT4U(PG_FN(pg_vec_dot4u_i8_q8_0))
+#endif
 
 // The same for the formats with a min (Q4_1, Q5_1, paired with Q8_1): the row unpacks into its
 // unsigned values (32 bytes per block) and (d, m) float pairs, the activations' (d, s) pairs come
@@ -459,6 +537,10 @@ void PG_FN(pg_q8_0_row_scales)(const void *va, int64_t a_stride, int64_t rows, i
 }
 
 #undef PG_UNPACK_SIGNED
+#undef PG_UNPACK_HELP
+#ifdef PG_DPBUSD
+#undef PG_DPBUSD
+#endif
 #undef PG_UNPACK_UNSIGNED
 #undef PG_DOT4U_MIN
 #undef PG_ROW_STEP_MIN_U

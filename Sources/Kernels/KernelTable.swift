@@ -100,6 +100,9 @@ public struct WeightKernels: @unchecked Sendable {
     }
 
     public let format: ActivationFormat
+    /// Whether `unpackedDot4` reads the activations biased to unsigned bytes
+    /// (`KernelTable.biasRows`) rather than as Q8_0 blocks (the VNNI levels).
+    public let biasedActivations: Bool
     /// Decode: one weight row with one quantized activation row (nil for float weights).
     public let dot: Dot?
     public let dot4: Dot4?
@@ -114,6 +117,7 @@ public struct WeightKernels: @unchecked Sendable {
 public struct KernelTable: @unchecked Sendable {
     public typealias Quantize = @convention(c) (UnsafePointer<Float>?, UnsafeMutableRawPointer?, Int64) -> Void
     public typealias RowScales = @convention(c) (UnsafeRawPointer?, Int64, Int64, Int64, UnsafeMutablePointer<Float>?) -> Void
+    public typealias BiasRows = @convention(c) (UnsafeRawPointer?, Int64, Int64, Int64, UnsafeMutableRawPointer?) -> Void
 
     public let level: ISALevel
     let quantizeQ8_0: Quantize
@@ -121,6 +125,8 @@ public struct KernelTable: @unchecked Sendable {
     let quantizeQ8_K: Quantize
     let q8_0RowScales: RowScales?
     let q8_1RowScales: RowScales?
+    /// Q8_0 activation rows biased to unsigned bytes, for the VNNI levels' prefill.
+    public let biasRows: BiasRows?
     private let dots: [GGMLType: WeightKernels.Dot]
     private let dot4s: [GGMLType: WeightKernels.Dot4]
     private let signedUnpacks: [GGMLType: WeightKernels.Unpack]
@@ -138,6 +144,7 @@ public struct KernelTable: @unchecked Sendable {
         case .reference:
             (quantizeQ8_0, quantizeQ8_1, quantizeQ8_K) = (pg_quantize_row_q8_0_ref, pg_quantize_row_q8_1_ref, pg_quantize_row_q8_K_ref)
             (q8_0RowScales, q8_1RowScales) = (nil, nil)
+            biasRows = nil
             dots = [.q4_0: pg_vec_dot_q4_0_q8_0_ref, .q4_1: pg_vec_dot_q4_1_q8_1_ref, .q5_0: pg_vec_dot_q5_0_q8_0_ref,
                     .q5_1: pg_vec_dot_q5_1_q8_1_ref, .q8_0: pg_vec_dot_q8_0_q8_0_ref, .q4_K: pg_vec_dot_q4_K_q8_K_ref,
                     .q5_K: pg_vec_dot_q5_K_q8_K_ref, .q6_K: pg_vec_dot_q6_K_q8_K_ref]
@@ -147,6 +154,7 @@ public struct KernelTable: @unchecked Sendable {
         case .avx2:
             (quantizeQ8_0, quantizeQ8_1, quantizeQ8_K) = (pg_quantize_row_q8_0_avx2, pg_quantize_row_q8_1_avx2, pg_quantize_row_q8_K_avx2)
             (q8_0RowScales, q8_1RowScales) = (pg_q8_0_row_scales_avx2, pg_q8_1_row_scales_avx2)
+            biasRows = nil
             dots = [.q4_0: pg_vec_dot_q4_0_q8_0_avx2, .q4_1: pg_vec_dot_q4_1_q8_1_avx2, .q5_0: pg_vec_dot_q5_0_q8_0_avx2,
                     .q5_1: pg_vec_dot_q5_1_q8_1_avx2, .q8_0: pg_vec_dot_q8_0_q8_0_avx2, .q4_K: pg_vec_dot_q4_K_q8_K_avx2,
                     .q5_K: pg_vec_dot_q5_K_q8_K_avx2, .q6_K: pg_vec_dot_q6_K_q8_K_avx2]
@@ -157,6 +165,7 @@ public struct KernelTable: @unchecked Sendable {
         case .avxVNNI:
             (quantizeQ8_0, quantizeQ8_1, quantizeQ8_K) = (pg_quantize_row_q8_0_avxvnni, pg_quantize_row_q8_1_avxvnni, pg_quantize_row_q8_K_avxvnni)
             (q8_0RowScales, q8_1RowScales) = (pg_q8_0_row_scales_avxvnni, pg_q8_1_row_scales_avxvnni)
+            biasRows = pg_q8_0_bias_rows_avxvnni
             dots = [.q4_0: pg_vec_dot_q4_0_q8_0_avxvnni, .q4_1: pg_vec_dot_q4_1_q8_1_avxvnni, .q5_0: pg_vec_dot_q5_0_q8_0_avxvnni,
                     .q5_1: pg_vec_dot_q5_1_q8_1_avxvnni, .q8_0: pg_vec_dot_q8_0_q8_0_avxvnni, .q4_K: pg_vec_dot_q4_K_q8_K_avxvnni,
                     .q5_K: pg_vec_dot_q5_K_q8_K_avxvnni, .q6_K: pg_vec_dot_q6_K_q8_K_avxvnni]
@@ -167,6 +176,7 @@ public struct KernelTable: @unchecked Sendable {
         case .avx512:
             (quantizeQ8_0, quantizeQ8_1, quantizeQ8_K) = (pg_quantize_row_q8_0_avx512, pg_quantize_row_q8_1_avx512, pg_quantize_row_q8_K_avx512)
             (q8_0RowScales, q8_1RowScales) = (pg_q8_0_row_scales_avx512, pg_q8_1_row_scales_avx512)
+            biasRows = pg_q8_0_bias_rows_avx512
             dots = [.q4_0: pg_vec_dot_q4_0_q8_0_avx512, .q4_1: pg_vec_dot_q4_1_q8_1_avx512, .q5_0: pg_vec_dot_q5_0_q8_0_avx512,
                     .q5_1: pg_vec_dot_q5_1_q8_1_avx512, .q8_0: pg_vec_dot_q8_0_q8_0_avx512, .q4_K: pg_vec_dot_q4_K_q8_K_avx512,
                     .q5_K: pg_vec_dot_q5_K_q8_K_avx512, .q6_K: pg_vec_dot_q6_K_q8_K_avx512]
@@ -181,12 +191,12 @@ public struct KernelTable: @unchecked Sendable {
     public func kernels(for type: GGMLType) -> WeightKernels {
         let format = ActivationFormat(pairingWith: type)
         if let u = signedUnpacks[type], let d = unpackedDot4Signed {
-            return WeightKernels(format: format, dot: dots[type], dot4: nil, unpack: u, unpackedDot4: d)
+            return WeightKernels(format: format, biasedActivations: biasRows != nil, dot: dots[type], dot4: nil, unpack: u, unpackedDot4: d)
         }
         if let u = unsignedUnpacks[type], let d = unpackedDot4Unsigned {
-            return WeightKernels(format: format, dot: dots[type], dot4: nil, unpack: u, unpackedDot4: d)
+            return WeightKernels(format: format, biasedActivations: false, dot: dots[type], dot4: nil, unpack: u, unpackedDot4: d)
         }
-        return WeightKernels(format: format, dot: dots[type], dot4: dot4s[type], unpack: nil, unpackedDot4: nil)
+        return WeightKernels(format: format, biasedActivations: false, dot: dots[type], dot4: dot4s[type], unpack: nil, unpackedDot4: nil)
     }
 
     /// The quantizer for one activation format (nil for f32, which is copied).

@@ -80,6 +80,14 @@ public enum MatMul {
             convert(scratch + group.scratchOffset(format: f, tokens: tokens), Int64(ActivationFormat.q8_1.rowBytes(columns)),
                     Int64(tokens), Int64(columns), pairScales)
         }
+        let biased = scratch + group.biasOffset(tokens: tokens)
+        if tokens >= 4, let f = group.formats.firstIndex(of: .q8_0), let bias = table.biasRows {
+            let src = scratch + group.scratchOffset(format: f, tokens: tokens)
+            let stride = ActivationFormat.q8_0.rowBytes(columns)
+            pool.parallelFor(tokens) { range in
+                bias(src + range.lowerBound * stride, Int64(stride), Int64(range.count), Int64(columns), biased + range.lowerBound * columns)
+            }
+        }
         pool.parallelFor(group.totalRows, granule: 8) { range in
             for (i, w) in group.matrices.enumerated() {
                 let base = group.rowOffsets[i]
@@ -90,6 +98,7 @@ public enum MatMul {
                 let f = group.formatIndex[i]
                 let act = Activations(data: UnsafeRawPointer(scratch + group.scratchOffset(format: f, tokens: tokens)),
                                       stride: group.formats[f].rowBytes(columns), tokens: tokens,
+                                      prefillData: kernels.biasedActivations ? UnsafeRawPointer(biased) : nil, prefillStride: columns,
                                       scales: kernels.format == .q8_1 ? pairScales : scales,
                                       scalesPerBlock: kernels.format == .q8_1 ? 2 : 1)
                 guard let dot = kernels.dot else {
@@ -113,6 +122,10 @@ public enum MatMul {
         /// Bytes from one token's row to the next.
         let stride: Int
         let tokens: Int
+        /// The rows the unpacked-row strategy reads instead, where its kernel wants them in
+        /// another layout (the VNNI levels' biased bytes), and their stride.
+        let prefillData: UnsafeRawPointer?
+        let prefillStride: Int
         /// Block scales as floats (Q8_0: d per block; Q8_1: (d, s) per block), for prefill.
         let scales: UnsafePointer<Float>
         let scalesPerBlock: Int
@@ -159,6 +172,8 @@ public enum MatMul {
                              dot4: WeightKernels.UnpackedDot4, out: UnsafeMutablePointer<Float>) -> Int {
         let grouped = act.tokens - act.tokens % 4
         let nb = w.columns / 32
+        let prefillStride = act.prefillData == nil ? act.stride : act.prefillStride
+        func prefillRow(_ t: Int) -> UnsafeRawPointer { (act.prefillData ?? act.data) + t * prefillStride }
         // Four results, up to two scales per block, then 64 bytes per block of unpacked values.
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 + 18 * nb) { buffer in
             guard let four = buffer.baseAddress else { return }
@@ -171,7 +186,7 @@ public enum MatMul {
                     unpack(w.row(r), Int64(nb), unpacked, rowScales)
                     var t = chunkStart
                     while t < chunkEnd {
-                        dot4(Int64(nb), unpacked, rowScales, act.row(t), Int64(act.stride),
+                        dot4(Int64(nb), unpacked, rowScales, prefillRow(t), Int64(prefillStride),
                              act.scales + t * nb * act.scalesPerBlock, Int64(nb), four)
                         for i in 0 ..< 4 { out[(t + i) * w.rows + r] = four[i] }
                         t += 4

@@ -135,8 +135,13 @@ public struct MatrixGroup: @unchecked Sendable {
         scaleOffset(tokens: tokens) + (formats.contains(.q8_0) ? (tokens * (columns / 32) * 4 + 63) / 64 * 64 : 0)
     }
 
+    /// Where the biased Q8_0 activation bytes start (the VNNI levels' prefill reads them).
+    func biasOffset(tokens: Int) -> Int {
+        pairScaleOffset(tokens: tokens) + (formats.contains(.q8_1) ? (tokens * (columns / 32) * 8 + 63) / 64 * 64 : 0)
+    }
+
     /// Scratch bytes a multiply of `tokens` rows needs.
     public func scratchBytes(tokens: Int) -> Int {
-        pairScaleOffset(tokens: tokens) + (formats.contains(.q8_1) ? (tokens * (columns / 32) * 8 + 63) / 64 * 64 : 0)
+        biasOffset(tokens: tokens) + (formats.contains(.q8_0) && table.biasRows != nil ? (tokens * columns + 63) / 64 * 64 : 0)
     }
 }

@@ -38,9 +38,17 @@ import Testing
             w.withUnsafeBytes { wb in act.withUnsafeBytes { ab in
                 rowScales(ab.baseAddress, Int64(stride), 4, Int64(n), &scales)
                 unpacked.withUnsafeMutableBytes { unpack(wb.baseAddress, Int64(nb), $0.baseAddress, &weightScales) }
+                // The VNNI levels read the activations biased to unsigned bytes.
+                var biased = [UInt8](repeating: 0, count: 4 * n)
+                if k.biasedActivations, let bias = table.biasRows {
+                    biased.withUnsafeMutableBytes { bias(ab.baseAddress, Int64(stride), 4, Int64(n), $0.baseAddress) }
+                }
                 for (name, kernel) in kernels {
                     var out = [Float](repeating: .nan, count: 4)
-                    unpacked.withUnsafeBytes { kernel(Int64(nb), $0.baseAddress, weightScales, ab.baseAddress, Int64(stride), scales, Int64(nb), &out) }
+                    biased.withUnsafeBytes { bb in
+                        let (rows, rowStride) = k.biasedActivations ? (bb.baseAddress, n) : (ab.baseAddress, stride)
+                        unpacked.withUnsafeBytes { kernel(Int64(nb), $0.baseAddress, weightScales, rows, Int64(rowStride), scales, Int64(nb), &out) }
+                    }
                     for t in 0 ..< 4 {
                         let expected = single(Int64(n), wb.baseAddress, ab.baseAddress! + t * stride)
                         #expect(out[t].bitPattern == expected.bitPattern, "\(type) \(name) n=\(n) row \(t)")

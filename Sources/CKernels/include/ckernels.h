@@ -109,6 +109,13 @@ PG_DECLARE_QUANT_KERNELS(_avx2)
 PG_DECLARE_QUANT_KERNELS(_avxvnni)
 PG_DECLARE_QUANT_KERNELS(_avx512)
 
+// The VNNI levels' pg_vec_dot4u_i8_q8_0 reads the activations biased to unsigned bytes instead
+// of Q8_0 blocks: `rows` rows of n values, a + 128 per value, 32 bytes per block with nothing
+// between, n bytes per row (and a_stride = n); and their unpacked rows carry per-lane
+// corrections instead of |w| (quants_x86_body.h). The results are the same.
+void pg_q8_0_bias_rows_avxvnni(const void *a, int64_t a_stride, int64_t rows, int64_t n, void *out);
+void pg_q8_0_bias_rows_avx512(const void *a, int64_t a_stride, int64_t rows, int64_t n, void *out);
+
 // ---- Float weights against f32 activations --------------------------------------------------
 // n is any count (no block constraint). The un-suffixed functions here and below dispatch on
 // pg_isa_active(): the _avx2 kernel from AVX2 up, else the _ref twin.
