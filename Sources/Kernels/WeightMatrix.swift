@@ -140,6 +140,16 @@ public struct MatrixGroup: @unchecked Sendable {
         pairScaleOffset(tokens: tokens) + (formats.contains(.q8_1) ? (tokens * (columns / 32) * 8 + 63) / 64 * 64 : 0)
     }
 
+    /// Scratch bytes that any group whose inputs are at most `columns` wide needs for `tokens`
+    /// rows, whatever its formats and level: every partner format, the float scales, the pair
+    /// scales and the biased bytes, each rounded as the group rounds them.
+    public static func maximumScratchBytes(columns: Int, tokens: Int) -> Int {
+        func region(_ bytes: Int) -> Int { (bytes + 63) / 64 * 64 }
+        let formats: [ActivationFormat] = [.f32, .q8_0, .q8_1, .q8_K]
+        return formats.reduce(0) { $0 + region($1.rowBytes(columns) * tokens) }
+            + region(tokens * (columns / 32) * 4) + region(tokens * (columns / 32) * 8) + region(tokens * columns) + 64
+    }
+
     /// Scratch bytes a multiply of `tokens` rows needs.
     public func scratchBytes(tokens: Int) -> Int {
         biasOffset(tokens: tokens) + (formats.contains(.q8_0) && table.biasRows != nil ? (tokens * columns + 63) / 64 * 64 : 0)

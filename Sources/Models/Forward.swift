@@ -74,10 +74,9 @@ public final class ForwardState: @unchecked Sendable {
         rowValues = .allocate(capacity: n)
         groupOutputs = .allocate(capacity: 3)
         let widest = max(e, config.qWidth, config.feedForwardLength)
-        // Up to three partner formats in one group (Q|K|V of mixed quant families), plus the
-        // float block scales of Q8_0 activations: four rows' worth covers them all.
-        let qbytes = 4 * n * ((widest + 255) / 256 * 292 + 64) + 4096
-        quantScratch = .allocate(byteCount: qbytes, alignment: 64)
+        // Whatever formats a group mixes (Q|K|V of several quant families) and whatever the
+        // kernel level keeps beside them.
+        quantScratch = .allocate(byteCount: MatrixGroup.maximumScratchBytes(columns: widest, tokens: n), alignment: 64)
     }
 
     deinit {
