@@ -80,7 +80,16 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("idle-timeout"), help: "Seconds a sequence may hear nothing before it is freed and reported.")
     var idleTimeout: Double = 30
 
+    @Option(name: .customLong("max-connections"), help: "Inbound connections held at once; more are closed on accept.")
+    var maxConnections: Int = 64
+
+    @Option(name: .customLong("kv-budget"),
+            help: "Most bytes of KV cache this node holds (suffixes K, M, G); sequences over it wait at node 0 or are refused. Default: a quarter of the available memory.")
+    var kvBudget: String?
+
     func validate() throws {
+        guard (1 ... 65536).contains(maxConnections) else { throw ValidationError("--max-connections takes 1...65536") }
+        if let kvBudget, (parseByteCount(kvBudget) ?? 0) <= 0 { throw ValidationError("--kv-budget takes bytes, e.g. 2G") }
         guard (1 ... 256).contains(threads), (1 ... 4096).contains(maxSequences), (8 ... 1 << 20).contains(contextSize),
               (1 ... 4096).contains(batchSize), (1 ... 256).contains(decodeGroups ?? 1) else {
             throw ValidationError("--threads 1...256, --max-sequences 1...4096, --ctx-size 8...1048576, --batch-size 1...4096, --decode-groups 1...256")
@@ -114,6 +123,8 @@ struct NodeCommand: ParsableCommand {
         configuration.maxBatchTokens = batchSize
         configuration.decodeGroups = decodeGroups
         configuration.sequenceIdleSeconds = idleTimeout
+        configuration.maxConnections = maxConnections
+        configuration.kvBudgetBytes = kvBudget.flatMap(parseByteCount)
         let node = try PipelineNode(configuration: configuration, logger: Logger(label: "pangalactic.node"))
         let port = try node.start()
         let kvPerSequence = 2 * range.count * node.configuration.contextLength * node.model.config.kvWidth * 4
@@ -152,6 +163,8 @@ struct NodeCommand: ParsableCommand {
         configuration.maxBatchTokens = batchSize
         configuration.decodeGroups = decodeGroups
         configuration.sequenceIdleSeconds = idleTimeout
+        configuration.maxConnections = maxConnections
+        configuration.kvBudgetBytes = kvBudget.flatMap(parseByteCount)
         let settings = configuration
         let member = try runBlocking { () async throws -> ClusterMember in
             try await ClusterMember.open(configuration: settings, logger: Logger(label: "pangalactic.node"))

@@ -35,6 +35,10 @@ public struct MemberConfiguration: Sendable {
     public var maxBatchTokens = 256
     public var decodeGroups: Int?
     public var sequenceIdleSeconds = 30.0
+    /// Inbound connections each stage holds at once (`NodeConfiguration.maxConnections`).
+    public var maxConnections = 64
+    /// Bytes of KV cache the stage may hold; nil: a quarter of the available memory.
+    public var kvBudgetBytes: Int?
     /// Seconds of the start-up speed probe.
     public var speedProbeSeconds = 0.3
 
@@ -151,6 +155,8 @@ public final class ClusterMember: Sendable {
         template.maxBatchTokens = configuration.maxBatchTokens
         template.decodeGroups = configuration.decodeGroups
         template.sequenceIdleSeconds = configuration.sequenceIdleSeconds
+        template.maxConnections = configuration.maxConnections
+        template.kvBudgetBytes = configuration.kvBudgetBytes
         host = StageHost(template: template, weights: weights, digest: digest, logger: logger)
         do { connection = try HubConnection(address: configuration.hub) } catch { throw .configuration("--join: \(error)") }
     }

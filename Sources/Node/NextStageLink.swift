@@ -114,7 +114,8 @@ final class NextStageLink: @unchecked Sendable {
 
     private func attempt() {
         guard !stopped.load(ordering: .relaxed) else { return }
-        let handshake = HandshakeHandler(expected: hello, expectedFirstLayer: expectedFirstLayer, link: self)
+        let gate = StarStreamGate()
+        let handshake = HandshakeHandler(expected: hello, expectedFirstLayer: expectedFirstLayer, link: self, gate: gate)
         let limits = self.limits
         let bootstrap = ClientBootstrap(group: group)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
@@ -122,7 +123,7 @@ final class NextStageLink: @unchecked Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(StarStreamFrameDecoder(limits: limits)),
+                        ByteToMessageHandler(StarStreamFrameDecoder(limits: limits, gate: gate)),
                         StarStreamErrorHandler(),
                         MessageToByteHandler(StarStreamFrameEncoder()),
                         handshake,
@@ -174,12 +175,14 @@ final class NextStageLink: @unchecked Sendable {
         let expected: Hello
         let expectedFirstLayer: UInt32
         unowned let link: NextStageLink
+        let gate: StarStreamGate
         var ready = false
 
-        init(expected: Hello, expectedFirstLayer: UInt32, link: NextStageLink) {
+        init(expected: Hello, expectedFirstLayer: UInt32, link: NextStageLink, gate: StarStreamGate) {
             self.expected = expected
             self.expectedFirstLayer = expectedFirstLayer
             self.link = link
+            self.gate = gate
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -198,6 +201,7 @@ final class NextStageLink: @unchecked Sendable {
                     context.close(promise: nil)
                 } else {
                     ready = true
+                    gate.open()
                     link.accepted(context.channel)
                 }
                 return
@@ -211,26 +215,3 @@ final class NextStageLink: @unchecked Sendable {
     }
 }
 
-/// Checks a peer's HELLO against ours: protocol version, cluster token (compared in constant
-/// time), model digest and role. Returns why it is refused, or nil.
-enum HelloPolicy {
-    static func check(_ peer: Hello, against ours: Hello, role: StarStreamRole?) -> String? {
-        guard peer.protocolVersion >= 1 else { return "protocol version \(peer.protocolVersion)" }
-        guard constantTimeEqual(Array(peer.clusterToken.utf8), Array(ours.clusterToken.utf8)) else { return "wrong cluster token" }
-        guard peer.modelDigest == ours.modelDigest else { return "different model (digest mismatch)" }
-        if let role, peer.role != role { return "unexpected role \(peer.role)" }
-        return nil
-    }
-
-    /// Equal-length comparison whose time does not depend on where the bytes differ.
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        var difference = UInt8(truncatingIfNeeded: a.count ^ b.count)
-        let n = max(a.count, b.count)
-        for i in 0 ..< n {
-            let x = i < a.count ? a[i] : 0
-            let y = i < b.count ? b[i] : 0
-            difference |= x ^ y
-        }
-        return difference == 0 && a.count == b.count
-    }
-}

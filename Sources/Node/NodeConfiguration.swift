@@ -83,6 +83,25 @@ public struct NodeConfiguration: Sendable {
     /// A sequence that hears nothing for this long (a frame was lost, a stage hung) is freed
     /// and reported with ERROR 108, so no sequence holds a slot for ever.
     public var sequenceIdleSeconds: Double = 30
+    /// Inbound connections held at once (authenticated or not); more are closed on accept.
+    public var maxConnections: Int = 64
+    /// An authenticated connection that sends nothing for this long is closed (drivers ping
+    /// every few seconds, and node 0's probes cross every link twice a second).
+    public var connectionIdleSeconds: Double = 60
+    /// A peer that leaves what it is sent unread this long (the node stops reading from it as
+    /// soon as its outbound buffer fills) is disconnected, and its sequences are freed.
+    public var stalledPeerSeconds: Double = 10
+    /// Bytes queued for one peer before the node stops reading from it.
+    public var peerWriteBufferBytes: Int = 1 << 20
+    /// The kernel's send buffer per inbound connection (SO_SNDBUF); nil: the kernel's default.
+    public var socketSendBufferBytes: Int?
+    /// Node 0: sequences that may wait for a slot; more OPENs are refused as busy.
+    public var maxWaitingSequences: Int = 256
+    /// Node 0: sequences one driver connection may hold at once, waiting or admitted.
+    public var maxSequencesPerDriver: Int = 256
+    /// Bytes of KV cache the node may hold; a sequence whose cache would go over waits (node 0)
+    /// or is refused. Nil: a quarter of the memory available at start.
+    public var kvBudgetBytes: Int?
 
     public init(modelPath: String, layers: Range<Int>, listen: NodeAddress, next: NodeAddress) {
         self.modelPath = modelPath

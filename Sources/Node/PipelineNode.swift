@@ -37,6 +37,10 @@ public final class PipelineNode: @unchecked Sendable {
     private let lastProbeReturn = Atomic<UInt64>(0)
     private let lastProbeSent = Atomic<UInt64>(0)
     private let driverProbes = Mutex<[UInt64: Channel]>([:])
+    /// Inbound connections open now, against `configuration.maxConnections`.
+    private let openConnections = Atomic<Int>(0)
+    /// Monotonic second of the last "too many connections" log line (one per second at most).
+    private let lastRefusalLog = Atomic<UInt64>(0)
 
     public var counters: StageCounters { scheduler.counters }
     public var isFirst: Bool { model.isFirst }
@@ -105,20 +109,33 @@ public final class PipelineNode: @unchecked Sendable {
     @discardableResult
     public func start() throws(NodeError) -> Int {
         scheduler.start()
-        let bootstrap = ServerBootstrap(group: group)
+        let high = max(4096, configuration.peerWriteBufferBytes)
+        var bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 64)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: high / 2, high: high))
             .childChannelInitializer { [unowned self] channel in
-                channel.eventLoop.makeCompletedFuture {
+                guard self.admitConnection(channel) else {
+                    return channel.eventLoop.makeFailedFuture(NodeError.network("connection limit reached"))
+                }
+                let gate = StarStreamGate()
+                let idle = TimeAmount.nanoseconds(Int64(max(0.05, self.configuration.connectionIdleSeconds) * 1e9))
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(StarStreamFrameDecoder(limits: self.limits)),
-                        StarStreamErrorHandler(onError: { [logger] error in logger.notice("peer error", metadata: ["error": "\(error)"]) }),
+                        IdleStateHandler(readTimeout: idle),
+                        ByteToMessageHandler(StarStreamFrameDecoder(limits: self.limits, gate: gate)),
+                        StarStreamErrorHandler(onError: { [logger] error in
+                            logger.notice("peer error", metadata: ["peer": "\(channel.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)"])
+                        }),
                         MessageToByteHandler(StarStreamFrameEncoder()),
-                        InboundConnectionHandler(node: self),
+                        InboundConnectionHandler(node: self, gate: gate),
                     ])
                 }
             }
+        if let bytes = configuration.socketSendBufferBytes {
+            bootstrap = bootstrap.childChannelOption(ChannelOptions.socketOption(.so_sndbuf), value: SocketOptionValue(max(1024, bytes)))
+        }
         do {
             serverChannel = try bootstrap.bind(host: configuration.listen.host, port: configuration.listen.port).wait()
         } catch {
@@ -136,6 +153,26 @@ public final class PipelineNode: @unchecked Sendable {
         }
         return serverChannel?.localAddress?.port ?? configuration.listen.port
     }
+
+    /// Counts a new inbound connection, or refuses it (and says so, at most once a second) when
+    /// `maxConnections` are already open, so a flood of connections cannot exhaust the node.
+    private func admitConnection(_ channel: Channel) -> Bool {
+        let open = openConnections.add(1, ordering: .relaxed).newValue
+        guard open <= max(1, configuration.maxConnections) else {
+            openConnections.subtract(1, ordering: .relaxed)
+            let second = now() / 1_000_000_000
+            if lastRefusalLog.exchange(second, ordering: .relaxed) != second {
+                logger.warning("connection refused: limit reached", metadata: [
+                    "peer": "\(channel.remoteAddress.map { "\($0)" } ?? "?")", "limit": "\(configuration.maxConnections)"])
+            }
+            return false
+        }
+        channel.closeFuture.whenComplete { [weak self] _ in self?.openConnections.subtract(1, ordering: .relaxed) }
+        return true
+    }
+
+    /// Inbound connections open now.
+    public var connectionCount: Int { openConnections.load(ordering: .relaxed) }
 
     /// Closes every connection and stops the threads. Calling it again does nothing.
     public func stop() {
@@ -237,6 +274,8 @@ public final class PipelineNode: @unchecked Sendable {
     }
 
     fileprivate var ourHello: Hello { hello }
+    fileprivate var log: Logger { logger }
+    fileprivate var stalledPeerTimeout: TimeAmount { .nanoseconds(Int64(max(0.05, configuration.stalledPeerSeconds) * 1e9)) }
     fileprivate var helloTimeout: TimeAmount { .nanoseconds(Int64(configuration.helloTimeoutSeconds * 1e9)) }
 }
 
@@ -260,7 +299,14 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
 
     private enum Peer { case unknown, driver, node, closed }
     private let node: PipelineNode
+    private let gate: StarStreamGate
     private var peer = Peer.unknown
+    /// A node-role peer that has sent sequence work (OPEN, ACTIVATIONS, TOKEN, CANCEL, ERROR):
+    /// only losing such a connection can lose frames in flight. One that handshakes and closes
+    /// without carrying any drops nothing.
+    private var carriedWork = false
+    /// Set while the peer leaves what it is sent unread: closes it when it fires.
+    private var stall: Scheduled<Void>?
     /// This connection as the origin of the sequences a driver opens on it.
     private var channelOrigin: ChannelOrigin?
 
@@ -291,8 +337,47 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
         context.fireChannelReadComplete()
     }
 
-    init(node: PipelineNode) {
+    init(node: PipelineNode, gate: StarStreamGate) {
         self.node = node
+        self.gate = gate
+    }
+
+    private func peerName(_ context: ChannelHandlerContext) -> String {
+        context.channel.remoteAddress.map { "\($0)" } ?? "?"
+    }
+
+    /// Back-pressure: while the peer does not read what it is sent, stop reading what it sends
+    /// (so it cannot make this node queue more replies), and disconnect it if that lasts.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            stall?.cancel()
+            stall = nil
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenSuccess { context.read() }
+        } else if stall == nil, peer != .closed {
+            context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+            let channel = context.channel
+            let name = peerName(context)
+            let logger = node.log
+            let seconds = node.configuration.stalledPeerSeconds
+            stall = context.eventLoop.scheduleTask(in: node.stalledPeerTimeout) {
+                logger.warning("disconnecting a peer that does not read what it is sent",
+                               metadata: ["peer": "\(name)", "seconds": "\(seconds)"])
+                channel.close(promise: nil)
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? IdleStateHandler.IdleStateEvent, event == .read {
+            if peer == .driver || peer == .node {
+                node.log.notice("closing an idle connection", metadata: [
+                    "peer": "\(peerName(context))", "seconds": "\(node.configuration.connectionIdleSeconds)"])
+            }
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -305,10 +390,12 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
 
     func channelInactive(context: ChannelHandlerContext) {
         timeout?.cancel()
+        stall?.cancel()
         handOver()
         switch peer {
         case .driver: node.scheduler.submit(.originClosed(origin(context)))
-        case .node: node.upstreamLost()
+        case .node where carriedWork: node.upstreamLost()
+        case .node: node.log.info("a node connection closed before carrying any sequence", metadata: ["peer": "\(peerName(context))"])
         case .unknown, .closed: break
         }
         peer = .closed
@@ -316,6 +403,7 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
     }
 
     private func reject(_ context: ChannelHandlerContext, _ code: UInt16, _ message: String) {
+        node.log.notice("peer refused", metadata: ["peer": "\(peerName(context))", "reason": "\(message)"])
         peer = .closed
         let frame = StarStreamFrame(payload: .error(code: code, message: message))
         context.writeAndFlush(wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
@@ -346,6 +434,7 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
                 peer = .node
             }
             timeout?.cancel()
+            gate.open()
             context.writeAndFlush(wrapOutboundOut(StarStreamFrame(payload: .hello(ours))), promise: nil)
         case (.unknown, _):
             reject(context, StarStreamErrorCode.unexpectedFrame, "HELLO first")
@@ -362,14 +451,19 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
         case let (.driver, .probe(nonce)):
             node.driverProbe(nonce, from: context.channel)
         case let (.node, .open(request)) where !node.isFirst:
+            carriedWork = true
             enqueue(.open(id, request, origin: nil))
         case let (.node, .activations(activations)) where !node.isFirst:
+            carriedWork = true
             enqueue(.activations(id, activations))
         case let (.node, .token(token)) where node.isFirst:
+            carriedWork = true
             enqueue(.token(id, position: frame.position, token))
         case (.node, .cancel) where !node.isFirst:
+            carriedWork = true
             enqueue(.cancel(id, from: nil))
         case let (.node, .error(code, message)) where id != 0:
+            carriedWork = true
             enqueue(.failed(id, code: code, message: message))
         case let (.node, .error(code, message)):
             handOver()

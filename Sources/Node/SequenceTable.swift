@@ -76,6 +76,8 @@ package struct SequenceTable {
     package private(set) var waiting: [UInt64] = []
     /// Sequences that hold a KV cache.
     package private(set) var activeCount = 0
+    /// Bytes of the KV caches the admitted sequences hold.
+    package private(set) var cacheBytes = 0
 
     package init(maxSequences: Int) {
         self.maxSequences = max(1, maxSequences)
@@ -98,7 +100,8 @@ package struct SequenceTable {
 
     /// Gives the sequence its cache. The caller checked `hasFreeSlot`.
     package mutating func admit(_ sequence: StageSequence, cache: KVCache) {
-        if sequence.cache == nil { activeCount += 1 }
+        if let old = sequence.cache { cacheBytes -= old.byteCount } else { activeCount += 1 }
+        cacheBytes += cache.byteCount
         sequence.cache = cache
     }
 
@@ -113,17 +116,35 @@ package struct SequenceTable {
         guard let s = byID.removeValue(forKey: id) else { return nil }
         if let i = order.firstIndex(of: id) { order.remove(at: i) }
         if let i = waiting.firstIndex(of: id) { waiting.remove(at: i) }
-        if s.cache != nil { activeCount -= 1 }
+        if let cache = s.cache {
+            activeCount -= 1
+            cacheBytes -= cache.byteCount
+        }
         s.cache = nil
         return s
     }
 
-    /// The next waiting sequence, once a slot is free; removes it from the queue.
-    package mutating func nextToAdmit() -> StageSequence? {
-        while hasFreeSlot, !waiting.isEmpty {
-            if let s = byID[waiting.removeFirst()] { return s }
+    /// The next waiting sequence, once a slot is free and its cache (`bytes(capacity)`) fits
+    /// in `budget` beside those held; removes it from the queue. First come, first served: a
+    /// head that does not fit yet holds the ones behind it.
+    package mutating func nextToAdmit(budget: Int = .max, bytes: (Int) -> Int = { _ in 0 }) -> StageSequence? {
+        while hasFreeSlot, let head = waiting.first {
+            guard let s = byID[head] else {
+                waiting.removeFirst()
+                continue
+            }
+            guard cacheBytes + bytes(s.capacity) <= budget else { return nil }
+            waiting.removeFirst()
+            return s
         }
         return nil
+    }
+
+    /// Sequences (waiting or admitted) that `origin` opened.
+    package func count(from origin: SequenceOrigin) -> Int {
+        var n = 0
+        for s in byID.values where s.origin === origin { n += 1 }
+        return n
     }
 
     /// Admitted sequences that have been idle since before `cutoff`. Waiting sequences are not

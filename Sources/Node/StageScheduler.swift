@@ -76,6 +76,10 @@ package final class StageScheduler: @unchecked Sendable {
     /// When the compute thread must look again at a held group, though nothing arrived.
     private var holdDeadline: Int?
     private let idleLimit: Int
+    /// Most bytes of KV cache the admitted sequences may hold together.
+    package let kvBudget: Int
+    /// Monotonic nanoseconds of the last "refusing OPENs" warning (one per 5 s at most).
+    private var lastRefusalWarning = 0
     private let traceBatches = getenv("PANGALACTIC_TRACE") != nil
 
     package init(model: TransformerModel, configuration: NodeConfiguration, sendNext: @escaping @Sendable ([StarStreamFrame]) -> Bool,
@@ -97,6 +101,7 @@ package final class StageScheduler: @unchecked Sendable {
         emitter = StageEmitter(wire: configuration.wire, width: model.config.embeddingLength,
                                vocabularySize: model.config.vocabularySize, samples: model.isLast)
         idleLimit = Int(max(0.001, configuration.sequenceIdleSeconds) * 1e9)
+        kvBudget = max(0, configuration.kvBudgetBytes ?? Self.availableMemoryBytes().map { $0 / 4 } ?? Int.max)
         pthread_mutex_init(&mutex, nil)
         var attributes = pthread_condattr_t()
         pthread_condattr_init(&attributes)
@@ -120,6 +125,39 @@ package final class StageScheduler: @unchecked Sendable {
 
     private var isFirst: Bool { model.isFirst }
     private var isLast: Bool { model.isLast }
+
+    /// MemAvailable from /proc/meminfo, in bytes; nil where that cannot be read.
+    static func availableMemoryBytes() -> Int? {
+        guard let f = fopen("/proc/meminfo", "r") else { return nil }
+        defer { fclose(f) }
+        var line = [CChar](repeating: 0, count: 256)
+        while fgets(&line, Int32(line.count), f) != nil {
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard text.hasPrefix("MemAvailable:") else { continue }
+            let fields = text.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 2, let kib = Int(fields[1]) else { return nil }
+            return kib * 1024
+        }
+        return nil
+    }
+
+    /// Bytes of the KV cache of a sequence of `capacity` positions on this node's layers.
+    private func cacheBytes(capacity: Int) -> Int {
+        2 * model.layers.count * max(1, capacity) * model.config.kvWidth * MemoryLayout<Float>.size
+    }
+
+    private func fitsBudget(_ s: StageSequence) -> Bool {
+        table.cacheBytes + cacheBytes(capacity: s.capacity) <= kvBudget
+    }
+
+    /// Logs why OPENs are being refused, at most once every 5 s (a flood is refused frame by
+    /// frame; the log says so once).
+    private func warnRefusing(_ reason: String) {
+        let t = now()
+        guard t - lastRefusalWarning > 5_000_000_000 || lastRefusalWarning == 0 else { return }
+        lastRefusalWarning = t
+        logger.warning("refusing OPENs", metadata: ["reason": "\(reason)"])
+    }
 
     // MARK: Queue
 
@@ -235,7 +273,23 @@ package final class StageScheduler: @unchecked Sendable {
             return refuse(StarStreamErrorCode.pipelineBroken, "pipeline is not connected end to end")
         }
         let capacity = min(configuration.contextLength, prompt + Int(request.maxNewTokens))
+        let need = cacheBytes(capacity: capacity)
+        guard need <= kvBudget else {
+            return refuse(StarStreamErrorCode.busy, "a sequence of \(capacity) positions needs \(need) bytes of KV cache; this node's budget is \(kvBudget)")
+        }
+        if isFirst, let origin {
+            let held = table.count(from: origin)
+            guard held < max(1, configuration.maxSequencesPerDriver) else {
+                warnRefusing("a driver holds \(held) sequences (limit \(configuration.maxSequencesPerDriver))")
+                return refuse(StarStreamErrorCode.busy, "this connection already holds \(held) sequences (limit \(configuration.maxSequencesPerDriver))")
+            }
+        }
         let sequence = StageSequence(id: id, request: request, capacity: capacity, origin: origin, now: now())
+        let mustWait = !table.hasFreeSlot || !table.waiting.isEmpty || !fitsBudget(sequence)
+        if isFirst && mustWait && table.waiting.count >= max(0, configuration.maxWaitingSequences) {
+            warnRefusing("\(table.waiting.count) sequences already wait for a slot")
+            return refuse(StarStreamErrorCode.busy, "node 0 is full: \(table.waiting.count) sequences already wait for a slot")
+        }
         if isLast {
             do {
                 let sampler = try Sampler(parameters: sampling, vocabularySize: model.config.vocabularySize)
@@ -251,10 +305,10 @@ package final class StageScheduler: @unchecked Sendable {
             finish(sequence, .length)
             return
         }
-        if !table.hasFreeSlot {
+        if mustWait {
             guard isFirst else {
                 release(id, cancelDownstream: false)
-                return refuse(StarStreamErrorCode.busy, "node \(model.layers) has no free sequence slot")
+                return refuse(StarStreamErrorCode.busy, "node \(model.layers) has no free sequence slot or KV budget")
             }
             table.wait(sequence)
             publishCounts()
@@ -380,7 +434,7 @@ package final class StageScheduler: @unchecked Sendable {
     private func release(_ id: UInt64, cancelDownstream: Bool) {
         guard table.release(id) != nil else { return }
         if cancelDownstream && !isLast { sendNext(StarStreamFrame(sequenceID: id, payload: .cancel)) }
-        while isFirst, let next = table.nextToAdmit() { admit(next) }
+        while isFirst, let next = table.nextToAdmit(budget: kvBudget, bytes: cacheBytes(capacity:)) { admit(next) }
         publishCounts()
     }
 

@@ -82,6 +82,10 @@ public final class PipelineDriver: Sendable {
     private let sequenceBase: UInt64
     private let counter = Atomic<UInt64>(0)
     private let watchdog: Mutex<RepeatedTask?>
+    /// When the last keepalive PING went out: node 0 closes a connection that is silent for its
+    /// idle timeout (60 s by default), so an idle driver pings well within it.
+    private let lastKeepalive = Atomic<UInt64>(PipelineDriver.now())
+    private let keepaliveSeconds: Double
     /// Most token ids one PROMPT frame (prompt chunk) or OPEN (penalty history) carries, so
     /// every node's frame cap admits them.
     public static let maxTokensPerFrame = StarStreamLimits.maxTokensPerDriverFrame
@@ -103,10 +107,12 @@ public final class PipelineDriver: Sendable {
 
     /// Connects to node 0 at `host:port`, says HELLO as a driver, and waits for its HELLO.
     public static func connect(host: String, port: Int, clusterToken: String, modelDigest: [UInt8],
-                               stallTimeoutSeconds: Double = 30, group: EventLoopGroup? = nil) async throws(PipelineError) -> PipelineDriver {
+                               stallTimeoutSeconds: Double = 30, keepaliveSeconds: Double = 10,
+                               group: EventLoopGroup? = nil) async throws(PipelineError) -> PipelineDriver {
         let ownsGroup = group == nil
         let group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let box = DriverBox()
+        let gate = StarStreamGate()
         let hello = Hello(role: .driver, clusterToken: clusterToken, modelDigest: modelDigest)
         let bootstrap = ClientBootstrap(group: group)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
@@ -114,10 +120,10 @@ public final class PipelineDriver: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(StarStreamFrameDecoder(limits: StarStreamLimits(maxPayloadBytes: 1 << 20))),
+                        ByteToMessageHandler(StarStreamFrameDecoder(limits: StarStreamLimits(maxPayloadBytes: 1 << 20), gate: gate)),
                         StarStreamErrorHandler(),
                         MessageToByteHandler(StarStreamFrameEncoder()),
-                        DriverHandler(box: box),
+                        DriverHandler(box: box, gate: gate),
                     ])
                 }
             }
@@ -142,14 +148,23 @@ public final class PipelineDriver: Sendable {
             if ownsGroup { try? await group.shutdownGracefully() }
             throw (error as? PipelineError) ?? .refused("\(error)")
         }
+        // Node 0 must prove it belongs to the cluster too (a listener at node 0's address that
+        // cannot must never see a prompt) and must really be node 0.
+        if let problem = HelloPolicy.check(peer, against: hello, role: .node) ?? (peer.firstLayer == 0 ? nil : "it serves layers \(peer.firstLayer)..<\(peer.endLayer), not node 0's") {
+            try? await channel.close()
+            if ownsGroup { try? await group.shutdownGracefully() }
+            throw .refused("\(host):\(port) is not node 0 of this cluster: \(problem)")
+        }
         let driver = PipelineDriver(channel: channel, group: group, ownsGroup: ownsGroup, nodeHello: peer,
-                                    stallTimeoutSeconds: stallTimeoutSeconds)
+                                    stallTimeoutSeconds: stallTimeoutSeconds, keepaliveSeconds: keepaliveSeconds)
         box.driver.withLock { $0 = driver }
         if !channel.isActive { driver.connectionClosed() }
         return driver
     }
 
-    private init(channel: Channel, group: EventLoopGroup, ownsGroup: Bool, nodeHello: Hello, stallTimeoutSeconds: Double) {
+    private init(channel: Channel, group: EventLoopGroup, ownsGroup: Bool, nodeHello: Hello, stallTimeoutSeconds: Double,
+                 keepaliveSeconds: Double) {
+        self.keepaliveSeconds = max(0.05, keepaliveSeconds)
         self.channel = channel
         self.group = group
         self.ownsGroup = ownsGroup
@@ -318,6 +333,11 @@ public final class PipelineDriver: Sendable {
     /// node 0 frees its slot (and the ring its caches) even though the request went quiet.
     private func checkStalls() {
         let now = Self.now()
+        let last = lastKeepalive.load(ordering: .relaxed)
+        if now > last, now - last > UInt64(keepaliveSeconds * 1e9) {
+            lastKeepalive.store(now, ordering: .relaxed)
+            channel.writeAndFlush(StarStreamFrame(payload: .ping(now)), promise: nil)
+        }
         let limit = UInt64(stallTimeoutSeconds * 1e9)
         let stalled = state.withLock { s -> [(UInt64, Handler)] in
             let ids = s.handlers.filter { now > $0.value.lastHeard && now - $0.value.lastHeard > limit }.map(\.key)
@@ -353,9 +373,11 @@ private final class DriverBox: Sendable {
 private final class DriverHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = StarStreamFrame
     let box: DriverBox
+    let gate: StarStreamGate
 
-    init(box: DriverBox) {
+    init(box: DriverBox, gate: StarStreamGate) {
         self.box = box
+        self.gate = gate
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -365,7 +387,9 @@ private final class DriverHandler: ChannelInboundHandler, @unchecked Sendable {
             return
         }
         switch frame.payload {
-        case let .hello(hello): box.resolveHello(.success(hello))
+        case let .hello(hello):
+            gate.open()
+            box.resolveHello(.success(hello))
         case let .error(code, message): box.resolveHello(.failure(PipelineError.refused("error \(code): \(message)")))
         default: box.resolveHello(.failure(PipelineError.refused("expected HELLO, got \(frame.payload.frameType)")))
         }

@@ -346,6 +346,29 @@ public struct StarStreamLimits: Sendable, Equatable {
 
     public var maxPayloadBytes: Int
 
+    /// The largest HELLO payload: version, role, token length, a 256-byte token, digest, range.
+    public static let helloPayloadBytes = 2 + 1 + 2 + Hello.maxClusterTokenBytes + Hello.digestLength + 4 + 4
+
+    /// The largest payload a frame of `type` may declare, or nil when that type is refused
+    /// outright. Before the peer is authenticated only HELLO and ERROR (a refusal) are
+    /// accepted, each at its own small size, so an unauthenticated peer can never make a
+    /// receiver buffer a large payload. After it, the fixed-size control frames keep their exact
+    /// sizes and only ACTIVATIONS, OPEN and PROMPT may use `maxPayloadBytes`.
+    public func payloadCap(for type: StarStreamFrameType, authenticated: Bool) -> Int? {
+        switch type {
+        case .hello: return Self.helloPayloadBytes
+        case .error: return Self.controlPayloadBytes
+        default: guard authenticated else { return nil }
+        }
+        switch type {
+        case .cancel: return 0
+        case .ping, .pong, .probe: return 8
+        case .done: return 5
+        case .token: return 9 + 8 * TokenMessage.maxAlternatives
+        default: return maxPayloadBytes
+        }
+    }
+
     public init(maxPayloadBytes: Int) {
         self.maxPayloadBytes = max(0, maxPayloadBytes)
     }

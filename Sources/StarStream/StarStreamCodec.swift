@@ -324,8 +324,11 @@ public enum StarStreamCodec {
 
     /// Validates the header at the front of `buffer` without consuming it: nil while fewer than 32
     /// bytes are there (after checking the magic of those that are).
+    ///
+    /// The length is checked against the cap of its frame type (`StarStreamLimits.payloadCap`);
+    /// with `authenticated` false only HELLO and ERROR pass.
     public static func peekHeader(
-        _ buffer: ByteBuffer, limits: StarStreamLimits
+        _ buffer: ByteBuffer, limits: StarStreamLimits, authenticated: Bool = true
     ) throws(StarStreamError) -> FrameHeader? {
         let start = buffer.readerIndex
         let present = min(buffer.readableBytes, FrameHeader.magicBytes.count)
@@ -346,7 +349,10 @@ public enum StarStreamCodec {
         guard version == FrameHeader.currentVersion else { throw .unsupportedVersion(version) }
         guard let type = StarStreamFrameType(rawValue: rawType) else { throw .unknownType(rawType) }
         guard flags & FrameHeader.reservedFlagsMask == 0 else { throw .reservedFlags(flags) }
-        let cap = UInt64(max(0, limits.maxPayloadBytes))
+        guard let typeCap = limits.payloadCap(for: type, authenticated: authenticated) else {
+            throw .notAuthenticated(type: rawType)
+        }
+        let cap = UInt64(max(0, min(typeCap, limits.maxPayloadBytes)))
         guard UInt64(length) <= cap else { throw .payloadTooLarge(declared: UInt64(length), cap: cap) }
         return FrameHeader(
             version: version, type: type, flags: flags, sequenceID: sequenceID, position: position,

@@ -40,6 +40,9 @@ public enum StarStreamError: Error, Equatable, Sendable, CustomStringConvertible
     case zeroCount(type: UInt16)
     /// PROMPT whose `firstPosition + count` does not fit in a u32.
     case positionOverflow(first: UInt32, count: UInt64)
+    /// A frame other than HELLO or ERROR from a peer that has not been authenticated yet;
+    /// refused from its header, before any of its payload is read.
+    case notAuthenticated(type: UInt16)
 
     /// The code carried by an ERROR frame for this failure (1...99 are codec errors).
     public var wireCode: UInt16 {
@@ -66,6 +69,7 @@ public enum StarStreamError: Error, Equatable, Sendable, CustomStringConvertible
         case .countTooLarge: StarStreamErrorCode.countTooLarge
         case .zeroCount: StarStreamErrorCode.zeroCount
         case .positionOverflow: StarStreamErrorCode.positionOverflow
+        case .notAuthenticated: StarStreamErrorCode.notAuthenticated
         }
     }
 
@@ -93,6 +97,7 @@ public enum StarStreamError: Error, Equatable, Sendable, CustomStringConvertible
         case .countTooLarge(let count, let max): "count \(count) is over the maximum of \(max)"
         case .zeroCount(let type): "zero count in a frame of type \(type)"
         case .positionOverflow(let first, let count): "positions \(first) + \(count) overflow u32"
+        case .notAuthenticated(let type): "frame type \(type) before the handshake (only HELLO is accepted)"
         }
     }
 }
@@ -122,6 +127,7 @@ public enum StarStreamErrorCode {
     public static let countTooLarge: UInt16 = 20
     public static let zeroCount: UInt16 = 21
     public static let positionOverflow: UInt16 = 22
+    public static let notAuthenticated: UInt16 = 23
 
     /// HELLO refused: wrong cluster token, model digest or layer range.
     public static let unauthorized: UInt16 = 100

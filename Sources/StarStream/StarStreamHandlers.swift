@@ -18,9 +18,14 @@ public struct StarStreamFrameDecoder: NIOSingleStepByteToMessageDecoder {
 
     public let limits: StarStreamLimits
     public private(set) var state: State = .waitingForHeader
+    /// Nil: every frame type is accepted (a connection whose peer is trusted from the start).
+    public let gate: StarStreamGate?
 
-    public init(limits: StarStreamLimits) {
+    /// With a `gate`, only HELLO and ERROR are accepted until the gate opens, each at its small
+    /// size (`StarStreamLimits.payloadCap`).
+    public init(limits: StarStreamLimits, gate: StarStreamGate? = nil) {
         self.limits = limits
+        self.gate = gate
     }
 
     public mutating func decode(buffer: inout ByteBuffer) throws -> StarStreamFrame? {
@@ -37,7 +42,10 @@ public struct StarStreamFrameDecoder: NIOSingleStepByteToMessageDecoder {
         let header: FrameHeader
         switch state {
         case .waitingForHeader:
-            guard let parsed = try StarStreamCodec.peekHeader(buffer, limits: limits) else { return nil }
+            let authenticated = gate?.isOpen ?? true
+            guard let parsed = try StarStreamCodec.peekHeader(buffer, limits: limits, authenticated: authenticated) else {
+                return nil
+            }
             buffer.moveReaderIndex(forwardBy: FrameHeader.size)
             state = .waitingForPayload(parsed)
             header = parsed
@@ -50,6 +58,20 @@ public struct StarStreamFrameDecoder: NIOSingleStepByteToMessageDecoder {
         state = .waitingForHeader
         return try StarStreamCodec.decodePayload(header: header, payload: payload, limits: limits)
     }
+}
+
+/// Whether the peer of one connection has been authenticated (its HELLO accepted). The
+/// connection's frame handler opens it; the decoder reads it before each header, so until then
+/// a peer can make the receiver buffer nothing larger than a HELLO. Frames are decoded and
+/// handled one at a time on the channel's event loop, so the frame after an accepted HELLO
+/// already sees the gate open. Used on that event loop only.
+public final class StarStreamGate: @unchecked Sendable {
+    public private(set) var isOpen = false
+
+    public init() {}
+
+    /// Lets every frame type through from now on.
+    public func open() { isOpen = true }
 }
 
 /// Encodes `StarStreamFrame`s: `MessageToByteHandler(StarStreamFrameEncoder())`.

@@ -29,7 +29,8 @@ final class TestRing: @unchecked Sendable {
     }
 
     init(split: [Range<Int>], wire: WireDType = .f32, spec: TinyModelSpec = TestRing.spec(), maxSequences: Int = 8,
-         probeTimeout: Double = 1.0, contextLength: Int = 64, decodeGroups: Int? = nil) throws {
+         probeTimeout: Double = 1.0, contextLength: Int = 64, decodeGroups: Int? = nil,
+         tune: (inout NodeConfiguration) -> Void = { _ in }) throws {
         let bytes = try TinyModel.writer(spec).serialize()
         path = NSTemporaryDirectory() + "pangalactic-ring-\(UInt64.random(in: 1 ... .max)).gguf"
         FileManager.default.createFile(atPath: path, contents: Data(bytes))
@@ -48,6 +49,7 @@ final class TestRing: @unchecked Sendable {
             c.decodeGroups = decodeGroups
             c.probeIntervalSeconds = 0.1
             c.probeTimeoutSeconds = probeTimeout
+            tune(&c)
             let node = try PipelineNode(configuration: c, logger: quietLogger)
             try node.start()
             started.append(node)
@@ -97,8 +99,9 @@ final class TestRing: @unchecked Sendable {
     func localGreedy(prompt: [Int32], count: Int) throws -> [Int32] {
         let model = try TransformerModel(file: GGUFFile(path: path))
         let pool = ComputePool(threadCount: 1)
-        let state = ForwardState(config: model.config, maxTokens: 64, contextCapacity: 64, logitRows: 1, pool: pool)
-        let cache = model.makeCache(capacity: 64)
+        let capacity = max(64, prompt.count + count)
+        let state = ForwardState(config: model.config, maxTokens: 64, contextCapacity: capacity, logitRows: 1, pool: pool)
+        let cache = model.makeCache(capacity: capacity)
         var out: [Int32] = []
         var logits = try prompt.withUnsafeBufferPointer { try model.forward(.tokens($0), start: 0, cache: cache, state: state) }
         for i in 0 ..< count {

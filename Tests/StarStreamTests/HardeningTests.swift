@@ -101,6 +101,42 @@ func decodeError(_ input: [UInt8], limits: StarStreamLimits = testLimits) -> Sta
         #expect(decodeError(atCap) == nil)
     }
 
+    @Test func beforeTheGateOpensOnlyASmallHelloOrErrorIsRead() throws {
+        let limits = StarStreamLimits(maxPayloadBytes: 64 << 20)
+        let gate = StarStreamGate()
+        func attempt(_ header: [UInt8]) -> StarStreamError? {
+            var decoder = StarStreamFrameDecoder(limits: limits, gate: gate)
+            var buf = buffer(header)
+            do {
+                _ = try decoder.decodeFrame(&buf)
+                return nil
+            } catch { return error }
+        }
+        // Every type but HELLO and ERROR is refused from its header, whatever its length.
+        for type: UInt16 in [2, 3, 4, 6, 7, 8, 9, 10, 11] {
+            #expect(attempt(Array(rawFrame(type: type, payload: [], length: 8)[0..<32])) == .notAuthenticated(type: type))
+        }
+        // A maximum-length HELLO or ERROR is refused before its payload arrives.
+        let helloCap = UInt64(StarStreamLimits.helloPayloadBytes)
+        #expect(attempt(Array(rawFrame(type: 1, payload: [], length: UInt32.max)[0..<32]))
+                == .payloadTooLarge(declared: UInt64(UInt32.max), cap: helloCap))
+        #expect(attempt(Array(rawFrame(type: 1, payload: [], length: UInt32(helloCap + 1))[0..<32]))
+                == .payloadTooLarge(declared: helloCap + 1, cap: helloCap))
+        #expect(attempt(Array(rawFrame(type: 5, payload: [], length: 1 << 20)[0..<32]))
+                == .payloadTooLarge(declared: 1 << 20, cap: UInt64(StarStreamLimits.controlPayloadBytes)))
+        // The largest real HELLO fits.
+        let longest = Hello(role: .node, clusterToken: String(repeating: "t", count: Hello.maxClusterTokenBytes),
+                            modelDigest: [UInt8](repeating: 1, count: 32), firstLayer: 0, endLayer: 9)
+        let helloBytes = bytes(try encoded(StarStreamFrame(payload: .hello(longest))))
+        #expect(helloBytes.count == 32 + StarStreamLimits.helloPayloadBytes)
+        var decoder = StarStreamFrameDecoder(limits: limits, gate: gate)
+        var buf = buffer(helloBytes)
+        #expect(try decoder.decodeFrame(&buf) == StarStreamFrame(payload: .hello(longest)))
+        // Once open, the same decoder takes every type at the full cap.
+        gate.open()
+        #expect(attempt(Array(rawFrame(type: 2, payload: [], length: 1 << 20)[0..<32])) == nil)
+    }
+
     @Test func truncatedFramesJustWait() throws {
         for frame in sampleFrames() {
             let full = bytes(try encoded(frame))
@@ -182,7 +218,11 @@ func decodeError(_ input: [UInt8], limits: StarStreamLimits = testLimits) -> Sta
 
     @Test func overLongStrings() {
         let token = [UInt8](repeating: 0x61, count: 257)
-        #expect(decodeError(rawFrame(type: 1, payload: helloPayload(token: token))) == .stringTooLong(length: 257, max: 256))
+        // A HELLO with a 257-byte token is over HELLO's cap: refused from the header.
+        #expect(decodeError(rawFrame(type: 1, payload: helloPayload(token: token))) == .payloadTooLarge(declared: 302, cap: 301))
+        // Within the cap, a length field over 256 is refused before the string is read.
+        #expect(decodeError(rawFrame(type: 1, payload: helloPayload(token: [0x61], tokenLength: 257)))
+            == .stringTooLong(length: 257, max: 256))
         let okToken = [UInt8](repeating: 0x61, count: 256)
         #expect(decodeError(rawFrame(type: 1, payload: helloPayload(token: okToken))) == nil)
         // A length field that claims more than is there.
@@ -190,6 +230,8 @@ func decodeError(_ input: [UInt8], limits: StarStreamLimits = testLimits) -> Sta
             == .badPayloadLength(type: 1, length: 46))
         let message = [UInt8](repeating: 0x62, count: 1025)
         #expect(decodeError(rawFrame(type: 5, payload: le16(3) + le16(1025) + message))
+            == .payloadTooLarge(declared: 1029, cap: 1028))
+        #expect(decodeError(rawFrame(type: 5, payload: le16(3) + le16(1025) + message.dropLast()))
             == .stringTooLong(length: 1025, max: 1024))
         #expect(decodeError(rawFrame(type: 5, payload: le16(3) + le16(5) + [0x62]))
             == .badPayloadLength(type: 5, length: 5))
@@ -213,8 +255,9 @@ func decodeError(_ input: [UInt8], limits: StarStreamLimits = testLimits) -> Sta
 
     @Test func fixedSizePayloads() {
         #expect(decodeError(rawFrame(type: 3, payload: [1, 2, 3, 4, 5, 6, 7])) == .badPayloadLength(type: 3, length: 7))
-        #expect(decodeError(rawFrame(type: 4, payload: [0])) == .badPayloadLength(type: 4, length: 1))
-        #expect(decodeError(rawFrame(type: 6, payload: [UInt8](repeating: 0, count: 9))) == .badPayloadLength(type: 6, length: 9))
+        // Fixed-size frames longer than their size are refused from the header (their type's cap).
+        #expect(decodeError(rawFrame(type: 4, payload: [0])) == .payloadTooLarge(declared: 1, cap: 0))
+        #expect(decodeError(rawFrame(type: 6, payload: [UInt8](repeating: 0, count: 9))) == .payloadTooLarge(declared: 9, cap: 8))
         #expect(decodeError(rawFrame(type: 7, payload: [])) == .badPayloadLength(type: 7, length: 0))
         #expect(decodeError(rawFrame(type: 5, payload: [1, 0, 0])) == .badPayloadLength(type: 5, length: 3))
     }
@@ -227,7 +270,7 @@ func decodeError(_ input: [UInt8], limits: StarStreamLimits = testLimits) -> Sta
             .decodedSizeTooLarge(bytes: 1, cap: 0), .badString, .stringTooLong(length: 1, max: 0),
             .badPayloadLength(type: 1, length: 0), .badRole(3), .badLayerRange(first: 1, end: 0),
             .badDigestLength(1), .badOptions(2), .badFinishReason(4), .countTooLarge(count: 65, max: 64),
-            .zeroCount(type: 9), .positionOverflow(first: .max, count: 1),
+            .zeroCount(type: 9), .positionOverflow(first: .max, count: 1), .notAuthenticated(type: 2),
         ]
         let codes = errors.map(\.wireCode)
         #expect(Set(codes).count == codes.count)

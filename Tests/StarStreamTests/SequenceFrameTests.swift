@@ -188,7 +188,8 @@ func decodedPayload(_ input: [UInt8], limits: StarStreamLimits = testLimits) -> 
         }
         let head = le32(5) + le32(Float(-0.5).bitPattern)
         #expect(decodeError(rawFrame(type: 3, payload: head + [0])) == .zeroCount(type: 3))
-        #expect(decodeError(rawFrame(type: 3, payload: head + [21] + [UInt8](repeating: 0, count: 168))) == .countTooLarge(count: 21, max: 20))
+        #expect(decodeError(rawFrame(type: 3, payload: head + [21] + [UInt8](repeating: 0, count: 168))) == .payloadTooLarge(declared: 177, cap: 169))
+        #expect(decodeError(rawFrame(type: 3, payload: head + [21] + [UInt8](repeating: 0, count: 160))) == .countTooLarge(count: 21, max: 20))
         #expect(decodeError(rawFrame(type: 3, payload: head + [2] + [UInt8](repeating: 0, count: 8))) == .badPayloadLength(type: 3, length: 17))
         #expect(encodeError(.token(TokenMessage(tokenID: 1, alternatives: Array(repeating: alternatives[0], count: 21))))
             == .countTooLarge(count: 21, max: 20))
@@ -296,8 +297,8 @@ func decodedPayload(_ input: [UInt8], limits: StarStreamLimits = testLimits) -> 
             #expect(decodeError(rawFrame(type: 10, payload: [reason] + le32(1))) == .badFinishReason(reason))
         }
         #expect(decodeError(rawFrame(type: 10, payload: [0, 1, 0, 0])) == .badPayloadLength(type: 10, length: 4))
-        #expect(decodeError(rawFrame(type: 10, payload: [0] + le32(1) + [0])) == .badPayloadLength(type: 10, length: 6))
-        #expect(decodeError(rawFrame(type: 10, payload: [9] + le32(1) + [0])) == .badPayloadLength(type: 10, length: 6))
+        #expect(decodeError(rawFrame(type: 10, payload: [0] + le32(1) + [0])) == .payloadTooLarge(declared: 6, cap: 5))
+        #expect(decodeError(rawFrame(type: 10, payload: [9] + le32(1) + [0])) == .payloadTooLarge(declared: 6, cap: 5))
         #expect(decodeError(rawFrame(type: 10, payload: [])) == .badPayloadLength(type: 10, length: 0))
     }
 
@@ -312,7 +313,7 @@ func decodedPayload(_ input: [UInt8], limits: StarStreamLimits = testLimits) -> 
         #expect(decodedPayload(rawFrame(type: 6, payload: le64(5))) == .ping(5))
         #expect(decodedPayload(rawFrame(type: 11, payload: le64(5))) == .probe(5))
         #expect(decodeError(rawFrame(type: 11, payload: [UInt8](repeating: 0, count: 7))) == .badPayloadLength(type: 11, length: 7))
-        #expect(decodeError(rawFrame(type: 11, payload: [UInt8](repeating: 0, count: 9))) == .badPayloadLength(type: 11, length: 9))
+        #expect(decodeError(rawFrame(type: 11, payload: [UInt8](repeating: 0, count: 9))) == .payloadTooLarge(declared: 9, cap: 8))
     }
 
     // MARK: Types and codes
