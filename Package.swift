@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3" ..< "5.0.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
     ],
     targets: [
         // Innermost SIMD loops, compiled per ISA level with target attributes (no package-wide -m
@@ -45,7 +47,7 @@ let package = Package(
             name: "CLI",
             dependencies: [
                 "Engine", "GGUF", "Kernels", "Models", "Tokenizer", "Sampling", "StarStream", "Node", "PipelineClient",
-                "ControlPlane", "Hub", "Gateway", "ModelStore",
+                "ControlPlane", "Hub", "Gateway", "ModelStore", "ClusterTrust",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -66,7 +68,7 @@ let package = Package(
         .testTarget(
             name: "ReferenceTests",
             dependencies: [
-                "Engine", "Models", "Tokenizer", "Sampling", "GGUF", "StarStream", "Node", "PipelineClient", "ControlPlane", "Hub",
+                "Engine", "Models", "Tokenizer", "Sampling", "GGUF", "StarStream", "Node", "PipelineClient", "ControlPlane", "Hub", "ClusterTrust",
                 "TestSupport", .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -76,10 +78,34 @@ let package = Package(
             name: "StarStream",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")]
         ),
+        // Who belongs to a cluster: its certificate authority, members' certificates and keys,
+        // mutual TLS for both planes, and the rule that plain TCP stays on loopback.
+        .target(
+            name: "ClusterTrust",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "ClusterTrustTests",
+            dependencies: [
+                "ClusterTrust",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         // The control plane's schema: generated protobuf and gRPC code plus thin wrappers.
         .target(
             name: "ControlPlane",
             dependencies: [
+                "ClusterTrust",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -92,7 +118,7 @@ let package = Package(
         .target(
             name: "PipelineClient",
             dependencies: [
-                "StarStream", "Sampling", "ControlPlane",
+                "StarStream", "Sampling", "ControlPlane", "ClusterTrust",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -102,7 +128,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "PipelineClient", "ControlPlane", "Tokenizer", "GGUF", "Sampling", "StarStream",
+                "PipelineClient", "ControlPlane", "Tokenizer", "GGUF", "Sampling", "StarStream", "ClusterTrust",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -145,7 +171,7 @@ let package = Package(
         .target(
             name: "Hub",
             dependencies: [
-                "ControlPlane",
+                "ControlPlane", "ClusterTrust",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
@@ -155,7 +181,7 @@ let package = Package(
         .testTarget(
             name: "HubTests",
             dependencies: [
-                "Hub", "ControlPlane", "PipelineClient", "TestSupport",
+                "Hub", "ControlPlane", "PipelineClient", "TestSupport", "ClusterTrust",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
@@ -166,7 +192,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "GGUF", "Kernels", "Models", "Sampling", "StarStream", "PipelineClient", "ControlPlane", "ModelStore",
+                "GGUF", "Kernels", "Models", "Sampling", "StarStream", "PipelineClient", "ControlPlane", "ModelStore", "ClusterTrust",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
@@ -177,7 +203,7 @@ let package = Package(
             name: "NodeTests",
             dependencies: [
                 "Node", "StarStream", "PipelineClient", "Hub", "ControlPlane", "Models", "GGUF", "Engine", "Sampling", "TestSupport",
-                "Gateway", "Tokenizer", "ModelStore",
+                "Gateway", "Tokenizer", "ModelStore", "ClusterTrust",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),

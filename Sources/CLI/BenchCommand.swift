@@ -44,6 +44,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Pipeline test: show the nodes' logs.")
     var verbose = false
 
+    @Flag(help: "Pipeline test: mutual TLS between the driver and the nodes (a throwaway cluster authority) instead of plain TCP.")
+    var tls = false
+
     @Flag(help: "Print the CPU's features, the kernel level and whether the OS grants AMX, and exit.")
     var cpu = false
 
@@ -132,7 +135,7 @@ extension Bench {
             guard (1 ... 256).contains(groups) else { throw ValidationError("--decode-groups must be within 1...256") }
             let cluster = try LocalCluster(model: path, nodes: nodes, layerCount: config.layerCount, wire: wire, threads: t,
                                            maxSequences: max(levels.max() ?? 1, 1), contextLength: n + 16,
-                                           decodeGroups: groups, verbose: verbose)
+                                           decodeGroups: groups, tls: tls, verbose: verbose)
             defer { cluster.stop() }
             let (n, r, vocabulary) = (self.n, self.r, config.vocabularySize)
             results = try runBlocking {
@@ -168,12 +171,13 @@ extension Bench {
                 var object: [String: Any] = ["test": "pipeline", "nodes": row.nodes, "concurrency": row.concurrency,
                                              "tokens_per_second_per_stream": row.perStream, "tokens_per_second_total": row.total]
                 object["hop_ms_p50"] = row.hopMillisecondsP50 ?? NSNull()
+                if row.nodes > 1 { object["tls"] = tls }
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
             }
             return
         }
-        print("model: \(path), \(nodes) node(s), wire \(nodes > 1 ? wire : "none"), \(t) threads per node, tg\(n)")
+        print("model: \(path), \(nodes) node(s), wire \(nodes > 1 ? wire : "none")\(nodes > 1 ? (tls ? " over mutual TLS" : " over plain TCP") : ""), \(t) threads per node, tg\(n)")
         print("| nodes | streams | tok/s per stream | tok/s total | hop p50 |")
         print("|---|---|---|---|---|")
         for row in results {

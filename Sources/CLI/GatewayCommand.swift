@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterTrust
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -56,12 +57,16 @@ struct GatewayCommand: ParsableCommand {
     @Option(name: .customLong("cluster-token"), help: "The cluster token (default: $PANGALACTIC_CLUSTER_TOKEN).")
     var clusterToken: String?
 
+    @OptionGroup var trust: SecurityOptions
+
     func run() throws {
         LogSetup.bootstrap()
         let logger = Logger(label: "pangalactic.gateway")
-        let backend = try HubBackend(hub: hub, clusterToken: ProcessEnvironment.clusterToken(clusterToken), modelID: options.modelID, logger: logger)
+        let security = try trust.security(roles: [.gateway])
+        let backend = try HubBackend(hub: hub, clusterToken: ProcessEnvironment.clusterToken(clusterToken), security: security,
+                                     modelID: options.modelID, logger: logger)
         // As many sequences at once as each node keeps caches for.
-        let connection = try HubConnection(address: hub)
+        let connection = try HubConnection(address: hub, security: security)
         let slots = (try? runBlocking { try await connection.control.getRoutePlan(.init(), options: HubConnection.deadline(seconds: 5)) })
             .map { Int($0.maxSequences) } ?? 8
         connection.close()

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterTrust
 import ControlPlane
 import Engine
 import GGUF
@@ -50,6 +51,8 @@ struct Generate: ParsableCommand {
     @Option(name: .customLong("cluster-token"), help: "The pipeline's cluster token (default: $PANGALACTIC_CLUSTER_TOKEN).")
     var clusterToken: String?
 
+    @OptionGroup var trust: SecurityOptions
+
     func validate() throws {
         guard (prompt == nil) != (chat == nil) else { throw ValidationError("give exactly one of --prompt and --chat") }
         guard (0 ... 1 << 20).contains(n) else { throw ValidationError("-n must be within 0...1048576") }
@@ -99,7 +102,10 @@ extension Generate {
         let digest = try file.modelDigest()
         let request = try pipelineRequest(front)
         let token = ProcessEnvironment.clusterToken(clusterToken)
-        let driver = try runBlocking { try await PipelineDriver.connect(host: host, port: port, clusterToken: token, modelDigest: digest) }
+        let security = try trust.security(roles: [.gateway])
+        let driver = try runBlocking {
+            try await PipelineDriver.connect(host: host, port: port, clusterToken: token, modelDigest: digest, security: security)
+        }
         try stream(request, events: driver.events(request), tokenizer: front.tokenizer)
         try runBlocking { await driver.close() }
     }
@@ -119,14 +125,15 @@ extension Generate {
     /// on the next plan if a node fails: the text is the same, only later.
     func runOnHub(_ address: String) throws {
         LogSetup.bootstrap()
-        let connection = try HubConnection(address: address)
+        let security = try trust.security(roles: [.gateway])
+        let connection = try HubConnection(address: address, security: security)
         defer { connection.close() }
         let info = try runBlocking { try await connection.modelInfo() }
         let front = try TextFrontEnd(file: GGUFFile(bytes: info.bytes))
         if let warning = front.templateWarning { Console.error("warning: \(warning)") }
         let request = try pipelineRequest(front)
         let token = ProcessEnvironment.clusterToken(clusterToken)
-        let driver = ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: token)
+        let driver = ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: token, security: security)
         try stream(request, events: driver.events(request), tokenizer: front.tokenizer)
         try runBlocking { await driver.close() }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterTrust
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,9 +17,12 @@ struct HubCommand: ParsableCommand {
         abstract: "Run the control plane: node registry, placement, failover and route plans (gRPC).",
         discussion: """
             Start the hub, then nodes that join it:
-              pangalactic hub --listen 127.0.0.1:7000 --state hub.state
-              pangalactic node --join 127.0.0.1:7000 --listen 127.0.0.1:7101 -m M
-              pangalactic status --hub 127.0.0.1:7000
+              pangalactic init --dir cluster
+              pangalactic hub --listen 0.0.0.0:7000 --state hub.state --tls-dir cluster/hub
+              pangalactic issue --dir cluster --role node --name n1 --out n1
+              pangalactic node --join HUB:7000 --listen 0.0.0.0:7101 -m M --tls-dir n1
+              pangalactic status --hub HUB:7000 --tls-dir n1
+            On one machine, --insecure (plain TCP, loopback addresses only) replaces the credentials.
             """)
 
     @Option(help: "Address of the control plane, HOST:PORT.")
@@ -45,6 +49,7 @@ struct HubCommand: ParsableCommand {
     var store: String?
     @Option(name: .customLong("store-model"), help: "The model of --store, when the store holds several.")
     var storeModel: String?
+    @OptionGroup var trust: SecurityOptions
 
     func run() throws {
         LogSetup.bootstrap()
@@ -52,6 +57,7 @@ struct HubCommand: ParsableCommand {
         guard (16 ... 1 << 20).contains(ctx), (1 ... 4096).contains(maxSequences) else {
             throw ValidationError("--ctx 16...1048576, --max-sequences 1...4096")
         }
+        let security = try trust.security(roles: [.hub])
         guard let overheadBytes = parseByteCount(overhead) else { throw ValidationError("--overhead takes bytes, e.g. 64M") }
         var settings = HubSettings()
         settings.contextLength = ctx
@@ -76,7 +82,7 @@ struct HubCommand: ParsableCommand {
         let watcher = SignalWatcher([SIGTERM, SIGINT]) { _ in Glibc.exit(0) }
         _ = watcher
         try runBlocking {
-            try await server.run(host: host, port: port) { bound in
+            try await server.run(host: host, port: port, security: security) { bound in
                 Console.error("hub: listening on \(ControlAddress.format(host: host, port: bound)); ctx \(ctx) × \(maxSequences) sequences per node" +
                     (state.map { ", state in \($0)" } ?? ", state in memory only"))
             }
@@ -105,8 +111,10 @@ struct StatusCommand: ParsableCommand {
     @Flag(help: "Print one JSON object.")
     var json = false
 
+    @OptionGroup var trust: SecurityOptions
+
     func run() throws {
-        let connection = try HubConnection(address: hub)
+        let connection = try HubConnection(address: hub, security: try trust.security(roles: Set(ClusterRole.allCases)))
         defer { connection.close() }
         let status = try runBlocking { try await connection.control.clusterStatus(.init(), options: HubConnection.deadline(seconds: 5)) }
         if json {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterTrust
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,13 +16,14 @@ struct NodeCommand: ParsableCommand {
         abstract: "Serve a range of a model's layers as one stage of a pipeline (StarStream).",
         discussion: """
             Join a hub, which places the model and assigns this node its layers:
-              pangalactic node --join 127.0.0.1:7000 --listen 127.0.0.1:7101 -m M [--memory 2G] [--name n1]
+              pangalactic node --join HUB:7000 --listen 0.0.0.0:7101 -m M --tls-dir CREDENTIALS [--memory 2G] [--name n1]
             Or wire a ring by hand, each node pointing --next at the following stage and the last one
-            back at the first. Example with three nodes of a 30-layer model:
-              pangalactic node -m M --layers 0..<10  --listen 127.0.0.1:7101 --next 127.0.0.1:7102
-              pangalactic node -m M --layers 10..<20 --listen 127.0.0.1:7102 --next 127.0.0.1:7103
-              pangalactic node -m M --layers 20..<30 --listen 127.0.0.1:7103 --next 127.0.0.1:7101
-            then: pangalactic generate -m M --pipeline 127.0.0.1:7101 --prompt "..."
+            back at the first. Example with three nodes of a 30-layer model on one machine:
+              pangalactic node -m M --layers 0..<10  --listen 127.0.0.1:7101 --next 127.0.0.1:7102 --insecure
+              pangalactic node -m M --layers 10..<20 --listen 127.0.0.1:7102 --next 127.0.0.1:7103 --insecure
+              pangalactic node -m M --layers 20..<30 --listen 127.0.0.1:7103 --next 127.0.0.1:7101 --insecure
+            then: pangalactic generate -m M --pipeline 127.0.0.1:7101 --insecure --prompt "..."
+            Across machines, give each node --tls-dir with its credentials (pangalactic init, issue).
             """)
 
     @Option(name: [.short, .customLong("model"), .customLong("model-path")], help: "GGUF model file.")
@@ -83,6 +85,8 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("max-connections"), help: "Inbound connections held at once; more are closed on accept.")
     var maxConnections: Int = 64
 
+    @OptionGroup var trust: SecurityOptions
+
     @Option(name: .customLong("kv-budget"),
             help: "Most bytes of KV cache this node holds (suffixes K, M, G); sequences over it wait at node 0 or are refused. Default: a quarter of the available memory.")
     var kvBudget: String?
@@ -109,14 +113,16 @@ struct NodeCommand: ParsableCommand {
         LogSetup.bootstrap()
         if ProcessEnvironment.value("PANGALACTIC_EXIT_WITH_PARENT") == "1" { exitWithParent() }
         guard let listenAddress = NodeAddress(listen) else { throw ValidationError("--listen takes HOST:PORT") }
-        if token.isEmpty { Console.error("warning: no cluster token; any peer that knows the model may connect") }
-        if let join { return try runJoined(hub: join, listen: listenAddress) }
+        let security = try trust.security(roles: [.node])
+        if token.isEmpty, security.isInsecure { Console.error("warning: plain TCP and no cluster token; any local peer that knows the model may connect") }
+        if let join { return try runJoined(hub: join, listen: listenAddress, security: security) }
         guard let layers, let range = parseLayerRange(layers) else { throw ValidationError("--layers takes A..<B, e.g. 0..<12") }
         guard let next, let nextAddress = NodeAddress(next) else { throw ValidationError("--next takes HOST:PORT") }
         guard let dtype = parseWire(wire) else { throw ValidationError("--wire takes f32, f16 or q8") }
         var configuration = NodeConfiguration(modelPath: modelPath, layers: range, listen: listenAddress, next: nextAddress)
         configuration.wire = dtype
         configuration.clusterToken = token
+        configuration.security = security
         configuration.threads = threads
         configuration.maxSequences = maxSequences
         configuration.contextLength = contextSize
@@ -137,7 +143,7 @@ struct NodeCommand: ParsableCommand {
 
     /// Join mode: register with the hub and serve its assignments until SIGTERM/SIGINT, which
     /// first drains (the hub plans this node out), then exits.
-    func runJoined(hub: String, listen: NodeAddress) throws {
+    func runJoined(hub: String, listen: NodeAddress, security: TransportSecurity) throws {
         // With no model named anywhere, the node takes the hub's store, or else the default file.
         let named = model ?? ProcessEnvironment.value("PANGALACTIC_MODEL")
         var configuration = MemberConfiguration(hub: hub, listen: listen, modelPath: modelSource == nil ? (named ?? "") : "")
@@ -159,6 +165,7 @@ struct NodeCommand: ParsableCommand {
         }
         configuration.name = name
         configuration.clusterToken = token
+        configuration.security = security
         configuration.threads = threads
         configuration.maxBatchTokens = batchSize
         configuration.decodeGroups = decodeGroups

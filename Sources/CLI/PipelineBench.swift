@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ClusterTrust
 import Engine
 import Foundation
 import GGUF
@@ -26,10 +27,13 @@ final class LocalCluster: @unchecked Sendable {
     let ports: [Int]
     let layerRanges: [Range<Int>]
     let clusterToken: String
+    /// The driver's side of the ring's security (mutual TLS with a throwaway authority, or plain TCP).
+    let driverSecurity: TransportSecurity
+    private let trust: LocalTrust?
 
     /// Starts the nodes; they load in parallel and connect to each other on their own.
     init(model: String, nodes: Int, layerCount: Int, wire: String, threads: Int, maxSequences: Int,
-         contextLength: Int, decodeGroups: Int, verbose: Bool) throws {
+         contextLength: Int, decodeGroups: Int, tls: Bool = false, verbose: Bool) throws {
         guard nodes >= 1, nodes <= layerCount else {
             throw EngineError.invalidArgument("--nodes must be within 1...\(layerCount) (the model's layers)")
         }
@@ -37,6 +41,9 @@ final class LocalCluster: @unchecked Sendable {
         layerRanges = (0 ..< nodes).map { i in (layerCount * i / nodes) ..< (layerCount * (i + 1) / nodes) }
         clusterToken = "bench-\(UInt64.random(in: 1 ... .max))"
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let trust = try tls ? ServeCommand.makeLocalTrust() : nil
+        self.trust = trust
+        driverSecurity = try trust.map { .mutualTLS(try $0.authority.makeMember(name: "bench", role: .gateway)) } ?? .insecure
         var started: [Process] = []
         for i in 0 ..< nodes {
             let p = Process()
@@ -46,6 +53,13 @@ final class LocalCluster: @unchecked Sendable {
                            "--wire", wire, "--cluster-token", clusterToken, "--threads", "\(threads)",
                            "--max-sequences", "\(maxSequences)", "--ctx-size", "\(contextLength)",
                            "--decode-groups", "\(decodeGroups)"]
+            if let trust {
+                let directory = trust.directory + "/node\(i)"
+                try trust.authority.makeMember(name: "node\(i)", role: .node).save(to: directory)
+                p.arguments = (p.arguments ?? []) + ["--tls-dir", directory]
+            } else {
+                p.arguments = (p.arguments ?? []) + ["--insecure"]
+            }
             if !verbose { p.standardError = FileHandle.nullDevice }
             do {
                 try p.run()
@@ -61,6 +75,7 @@ final class LocalCluster: @unchecked Sendable {
     func stop() {
         for p in processes where p.isRunning { p.terminate() }
         for p in processes { p.waitUntilExit() }
+        if let trust { try? FileManager.default.removeItem(atPath: trust.directory) }
     }
 
     /// Resident bytes of node `i`, if it is running.
@@ -71,7 +86,8 @@ final class LocalCluster: @unchecked Sendable {
         let deadline = monotonicSeconds() + seconds
         while true {
             do {
-                let driver = try await PipelineDriver.connect(host: "127.0.0.1", port: ports[0], clusterToken: clusterToken, modelDigest: digest)
+                let driver = try await PipelineDriver.connect(host: "127.0.0.1", port: ports[0], clusterToken: clusterToken, modelDigest: digest,
+                                                              security: driverSecurity)
                 try await driver.waitUntilReady(seconds: max(1, deadline - monotonicSeconds()))
                 return driver
             } catch {

@@ -2,6 +2,7 @@ import ArgumentParser
 #if canImport(Glibc)
 import Glibc
 #endif
+import ClusterTrust
 import ControlPlane
 import Foundation
 import Gateway
@@ -61,6 +62,9 @@ struct ServeCommand: ParsableCommand {
 
     @OptionGroup var gateway: GatewayOptions
 
+    @Flag(help: "Plain TCP between the hub, nodes and gateway instead of mutual TLS with a throwaway cluster authority.")
+    var insecure = false
+
     func validate() throws {
         guard (1 ... 64).contains(nodes), (0 ... 16).contains(standbys) else { throw ValidationError("--nodes 1...64, --standbys 0...16") }
         guard (16 ... 1 << 20).contains(ctx), (1 ... 4096).contains(maxSequences) else { throw ValidationError("--ctx 16...1048576, --max-sequences 1...4096") }
@@ -112,19 +116,25 @@ struct ServeCommand: ParsableCommand {
         let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         let nodeThreads = threads ?? max(1, cores / nodes)
 
+        // A throwaway authority for this run: every member gets its own certificate, so both planes
+        // run mutual TLS exactly as a cluster of machines does.
+        let trust = try insecure ? nil : Self.makeLocalTrust()
+        let hubSecurity: TransportSecurity = try trust.map { .mutualTLS(try $0.authority.makeMember(name: "hub", role: .hub)) } ?? .insecure
+        let gatewaySecurity: TransportSecurity = try trust.map { .mutualTLS(try $0.authority.makeMember(name: "gateway", role: .gateway)) } ?? .insecure
         let hub = try HubServer(settings: settings, store: MemoryClusterStore(), logger: Logger(label: "pangalactic.hub"))
         let hubPort = Mutex<Int?>(nil)
-        let hubTask = Task { try await hub.run(host: "127.0.0.1", port: 0) { p in hubPort.withLock { $0 = p } } }
+        let hubTask = Task { try await hub.run(host: "127.0.0.1", port: 0, security: hubSecurity) { p in hubPort.withLock { $0 = p } } }
         let deadline = Date().addingTimeInterval(10)
         while hubPort.withLock({ $0 }) == nil, Date() < deadline { usleep(10000) }
         guard let port = hubPort.withLock({ $0 }) else { throw ValidationError("the hub did not start") }
         let hubAddress = "127.0.0.1:\(port)"
 
         let supervisor = NodeSupervisor(binary: Self.executablePath(), hub: hubAddress, model: served, budget: budget, threads: nodeThreads,
-                                        token: settings.clusterToken, logger: logger)
+                                        token: settings.clusterToken, trust: trust, logger: logger)
         let watcher = SignalWatcher([SIGINT, SIGTERM]) { _ in
             Console.error("serve: stopping")
             supervisor.stopAll()
+            if let trust { try? FileManager.default.removeItem(atPath: trust.directory) }
             hub.prepareToStop()
             hubTask.cancel()
             Glibc.exit(0)
@@ -134,7 +144,7 @@ struct ServeCommand: ParsableCommand {
         Console.error("serve: hub on \(hubAddress); \(nodes + standbys) nodes of \(budget >> 20) MiB (\(nodeThreads) threads each), " +
             "\(nodes) serving and \(standbys) standing by; waiting for the pipeline")
 
-        let connection = try HubConnection(address: hubAddress)
+        let connection = try HubConnection(address: hubAddress, security: gatewaySecurity)
         let status = try runBlocking { () async throws -> Pangalactic_Control_V1_ClusterStatusReply in
             let deadline = Date().addingTimeInterval(300)
             while true {
@@ -151,7 +161,7 @@ struct ServeCommand: ParsableCommand {
 
         // Clients name the model by its file (as llama.cpp's server does), unless told otherwise.
         let modelID = gateway.modelID ?? defaultID
-        let backend = try HubBackend(hub: hubAddress, clusterToken: settings.clusterToken, modelID: modelID,
+        let backend = try HubBackend(hub: hubAddress, clusterToken: settings.clusterToken, security: gatewaySecurity, modelID: modelID,
                                      logger: Logger(label: "pangalactic.gateway"))
         let api = Gateway(configuration: try gateway.configuration(maxInFlight: maxSequences), backend: backend,
                           logger: Logger(label: "pangalactic.gateway"))
@@ -215,6 +225,13 @@ struct ServeCommand: ParsableCommand {
         return hi
     }
 
+    /// A new authority and an owner-only folder for the node processes' credentials.
+    static func makeLocalTrust() throws -> LocalTrust {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pangalactic-serve-\(getpid())-\(randomToken().prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        return LocalTrust(authority: try ClusterAuthority.create(clusterName: "serve", validityDays: 30), directory: directory)
+    }
+
     static func executablePath() -> String {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
@@ -228,6 +245,12 @@ struct ServeCommand: ParsableCommand {
 /// Keeps `serve`'s node processes running: each is started with the parent-death signal set, so
 /// it cannot outlive `serve`, and started again (as a new node) when it exits. A node that keeps
 /// exiting within seconds of its start gives up after a few tries.
+/// `serve`'s throwaway cluster authority and where its nodes' credentials are written.
+struct LocalTrust: Sendable {
+    let authority: ClusterAuthority
+    let directory: String
+}
+
 enum ServeModel: Sendable {
     case file(String)
     /// A model on a store, and the folder under which each node keeps its own tensor cache.
@@ -242,12 +265,15 @@ final class NodeSupervisor: @unchecked Sendable {
     let budget: Int
     let threads: Int
     let token: String
+    /// Mutual TLS: each node gets credentials of its own; nil: plain TCP (`--insecure`).
+    let trust: LocalTrust?
     let logger: Logger
     private let processes = Mutex<[String: (process: Process, port: Int, started: Date, quickExits: Int)]>([:])
     private let stopping = Atomic<Bool>(false)
     private let gaveUp = Atomic<Bool>(false)
 
-    init(binary: String, hub: String, model: ServeModel, budget: Int, threads: Int, token: String, logger: Logger) {
+    init(binary: String, hub: String, model: ServeModel, budget: Int, threads: Int, token: String, trust: LocalTrust?, logger: Logger) {
+        self.trust = trust
         self.binary = binary
         self.hub = hub
         self.model = model
@@ -272,7 +298,7 @@ final class NodeSupervisor: @unchecked Sendable {
         case let .store(url, cache): source = ["--model-source", url, "--cache-dir", cache + "/" + name]
         }
         p.arguments = ["node", "--join", hub, "--listen", "127.0.0.1:\(port)"] + source + ["--memory", "\(budget)", "--name", name,
-                       "--threads", "\(threads)"]
+                       "--threads", "\(threads)"] + (try security(for: name))
         var environment = ProcessInfo.processInfo.environment
         environment["PANGALACTIC_CLUSTER_TOKEN"] = token
         environment["PANGALACTIC_EXIT_WITH_PARENT"] = "1"
@@ -280,6 +306,16 @@ final class NodeSupervisor: @unchecked Sendable {
         p.terminationHandler = { [weak self] process in self?.exited(name, process) }
         try p.run()
         processes.withLock { $0[name] = (p, port, Date(), quickExits) }
+    }
+
+    /// The node's security flags: its own credentials (issued once per name), or `--insecure`.
+    private func security(for name: String) throws -> [String] {
+        guard let trust else { return ["--insecure"] }
+        let directory = trust.directory + "/" + name
+        if !MemberCredentials.exist(in: directory) {
+            try trust.authority.makeMember(name: name, role: .node, validityDays: 30).save(to: directory)
+        }
+        return ["--tls-dir", directory]
     }
 
     private func exited(_ name: String, _ process: Process) {

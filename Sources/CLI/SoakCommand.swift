@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterTrust
 import ControlPlane
 import Engine
 import Foundation
@@ -40,6 +41,8 @@ struct SoakCommand: ParsableCommand {
     @Option(name: .customLong("cluster-token"), help: "The cluster token (default: $PANGALACTIC_CLUSTER_TOKEN).")
     var clusterToken: String?
 
+    @OptionGroup var trust: SecurityOptions
+
     static let prompts = [
         "The capital of France is", "Write a short poem about the sea.", "List three uses of copper:",
         "Once upon a time, in a village by the mountains,", "Explain photosynthesis to a child.",
@@ -72,10 +75,11 @@ struct SoakCommand: ParsableCommand {
                                               history: Array(prompt.suffix(sampling.penaltyLastN))), expected))
             }
         }
-        let connection = try HubConnection(address: hub)
+        let security = try trust.security(roles: [.gateway])
+        let connection = try HubConnection(address: hub, security: security)
         defer { connection.close() }
         let token = ProcessEnvironment.clusterToken(clusterToken)
-        let driver = ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: token)
+        let driver = ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: token, security: security)
         final class Tally: Sendable { let counts = Mutex((requests: 0, lost: 0, wrong: 0, hung: 0)) }
         let tally = Tally()
         let (streams, seconds, hang) = (self.streams, self.seconds, self.hang)

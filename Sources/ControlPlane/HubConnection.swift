@@ -1,3 +1,4 @@
+import ClusterTrust
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 
@@ -15,8 +16,10 @@ public final class HubConnection: Sendable {
     private let client: GRPCClient<HTTP2ClientTransport.Posix>
     private let runner: Task<Void, Never>
 
-    /// Connects to the hub at `host:port` (plaintext HTTP/2).
-    public init(host: String, port: Int) throws {
+    /// Connects to the hub at `host:port`: HTTP/2 over mutual TLS with the member's credentials
+    /// (the hub's certificate must chain to the cluster's authority), or plaintext on loopback.
+    public init(host: String, port: Int, security: TransportSecurity = .insecure) throws {
+        try security.requireAllowed(host: host)
         self.host = host
         self.port = port
         // No keepalive pings: gRPC servers answer frequent pings with GOAWAY (too many pings),
@@ -24,8 +27,8 @@ public final class HubConnection: Sendable {
         let config = HTTP2ClientTransport.Posix.Config.defaults { config in
             config.backoff = .init(initial: .milliseconds(100), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
         }
-        let transport = try HTTP2ClientTransport.Posix(target: .dns(host: host, port: port), transportSecurity: .plaintext,
-                                                       config: config)
+        let transport = try HTTP2ClientTransport.Posix(target: Self.target(host: host, port: port),
+                                                       transportSecurity: Self.clientSecurity(security), config: config)
         let client = GRPCClient(transport: transport)
         self.client = client
         runner = Task { try? await client.runConnections() }
@@ -33,11 +36,41 @@ public final class HubConnection: Sendable {
     }
 
     /// Connects to `HOST:PORT`.
-    public convenience init(address: String) throws {
+    public convenience init(address: String, security: TransportSecurity = .insecure) throws {
         guard let (host, port) = ControlAddress.parse(address) else {
             throw RPCError(code: .invalidArgument, message: "hub address must be HOST:PORT, got \(address)")
         }
-        try self.init(host: host, port: port)
+        try self.init(host: host, port: port, security: security)
+    }
+
+    /// The gRPC target for `host`. An IP literal is given as such: through DNS it would become
+    /// the TLS server name (SNI), which may not be an address.
+    static func target(host: String, port: Int) -> any ResolvableTarget {
+        if IPv4Address.parse(host) { return .ipv4(address: host, port: port) }
+        if host.contains(":") { return .ipv6(address: host, port: port) }
+        return .dns(host: host, port: port)
+    }
+
+    /// The gRPC client side of `security`: this member's certificate, trusting only the cluster's
+    /// authority, with no host name check (members are known by chain and role, not address).
+    static func clientSecurity(_ security: TransportSecurity) -> HTTP2ClientTransport.Posix.TransportSecurity {
+        guard let credentials = security.credentials else { return .plaintext }
+        return .tls(.mTLS(certificateChain: [.bytes(Array(credentials.certificatePEM.utf8), format: .pem)],
+                          privateKey: .bytes(Array(credentials.privateKeyPEM.utf8), format: .pem)) { config in
+            config.trustRoots = .certificates([.bytes(Array(credentials.authorityPEM.utf8), format: .pem)])
+            config.serverCertificateVerification = .noHostnameVerification
+        })
+    }
+
+    /// The gRPC server side of `security` (the hub): clients must present a certificate that
+    /// chains to the cluster's authority.
+    public static func serverSecurity(_ security: TransportSecurity) -> HTTP2ServerTransport.Posix.TransportSecurity {
+        guard let credentials = security.credentials else { return .plaintext }
+        return .mTLS(certificateChain: [.bytes(Array(credentials.certificatePEM.utf8), format: .pem)],
+                     privateKey: .bytes(Array(credentials.privateKeyPEM.utf8), format: .pem)) { config in
+            config.trustRoots = .certificates([.bytes(Array(credentials.authorityPEM.utf8), format: .pem)])
+            config.clientCertificateVerification = .noHostnameVerification
+        }
     }
 
     /// Stops the connection; RPCs in flight may finish.
@@ -51,6 +84,14 @@ public final class HubConnection: Sendable {
         var options = CallOptions.defaults
         options.timeout = .milliseconds(Int64(seconds * 1000))
         return options
+    }
+}
+
+/// Whether text is a dotted IPv4 address.
+private enum IPv4Address {
+    static func parse(_ text: String) -> Bool {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { !$0.isEmpty && $0.count <= 3 && UInt8($0) != nil }
     }
 }
 

@@ -1,3 +1,4 @@
+import ClusterTrust
 import ControlPlane
 import Foundation
 import GGUF
@@ -69,9 +70,10 @@ public final class HubBackend: InferenceBackend {
     private let logger: Logger
 
     /// `modelID` names the model for clients (default: from the GGUF's `general.name`).
-    public init(hub: String, clusterToken: String, modelID: String? = nil, logger: Logger) throws {
-        connection = try HubConnection(address: hub)
-        driver = ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: clusterToken, logger: logger)
+    /// `security` is the gateway's own: its certificate (role gateway) on both planes.
+    public init(hub: String, clusterToken: String, security: TransportSecurity = .insecure, modelID: String? = nil, logger: Logger) throws {
+        connection = try HubConnection(address: hub, security: security)
+        driver = ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: clusterToken, security: security, logger: logger)
         self.modelID = modelID
         self.logger = logger
     }

@@ -1,3 +1,4 @@
+import ClusterTrust
 import ControlPlane
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
@@ -24,15 +25,51 @@ public final class HubServer: Sendable {
 
     /// Serves on `host:port` (port 0 picks a free one) until the task is cancelled;
     /// `onListening` gets the bound port once the socket is open.
-    public func run(host: String, port: Int, onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
+    /// Where and how the hub lets new members join: the enrollment port (TLS with the hub's
+    /// certificate, no client certificate) and the authority that signs their requests.
+    public struct EnrollmentEndpoint: Sendable {
+        public var host: String
+        public var port: Int
+        public var authority: EnrollmentAuthority
+
+        public init(host: String, port: Int, authority: EnrollmentAuthority) {
+            self.host = host
+            self.port = port
+            self.authority = authority
+        }
+    }
+
+    /// Mutual TLS when `security` has credentials; plaintext only on a loopback address. With
+    /// `enrollment`, a second listener takes join requests (it needs TLS credentials).
+    public func run(host: String, port: Int, security: TransportSecurity = .insecure, enrollment: EnrollmentEndpoint? = nil,
+                    onListening: @escaping @Sendable (Int) -> Void = { _ in },
+                    onEnrollmentListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
+        try security.requireAllowed(host: host)
         let address: GRPCNIOTransportCore.SocketAddress = host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
-        let transport = HTTP2ServerTransport.Posix(address: address, transportSecurity: .plaintext)
-        let server = GRPCServer(transport: transport, services: [HubService(core: core, logger: logger)])
+        let transport = HTTP2ServerTransport.Posix(address: address, transportSecurity: HubConnection.serverSecurity(security))
+        let server = GRPCServer(transport: transport, services: [HubService(core: core, logger: logger, requiresCertificates: !security.isInsecure)])
+        let enrollmentServer = try enrollment.map { enrollment -> (GRPCServer<HTTP2ServerTransport.Posix>, HTTP2ServerTransport.Posix) in
+            guard let credentials = security.credentials else { throw TrustError.invalid("enrollment needs the hub's TLS credentials") }
+            let address: GRPCNIOTransportCore.SocketAddress = enrollment.host.contains(":")
+                ? .ipv6(host: enrollment.host, port: enrollment.port) : .ipv4(host: enrollment.host, port: enrollment.port)
+            let transport = HTTP2ServerTransport.Posix(
+                address: address,
+                transportSecurity: .tls(certificateChain: [.bytes(Array(credentials.certificatePEM.utf8), format: .pem)],
+                                        privateKey: .bytes(Array(credentials.privateKeyPEM.utf8), format: .pem)))
+            return (GRPCServer(transport: transport, services: [EnrollmentService(authority: enrollment.authority, logger: logger)]), transport)
+        }
         let core = self.core
         let interval = core.settings.heartbeatIntervalSeconds
         try await withTaskCancellationHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await server.serve() }
+                if let (enrollmentServer, enrollmentTransport) = enrollmentServer {
+                    group.addTask { try await enrollmentServer.serve() }
+                    group.addTask {
+                        let bound = try await enrollmentTransport.listeningAddress
+                        onEnrollmentListening(bound.ipv4?.port ?? bound.ipv6?.port ?? 0)
+                    }
+                }
                 group.addTask {
                     let bound = try await transport.listeningAddress
                     onListening(bound.ipv4?.port ?? bound.ipv6?.port ?? port)
@@ -47,6 +84,7 @@ public final class HubServer: Sendable {
         } onCancel: {
             core.beginShutdown()
             server.beginGracefulShutdown()
+            enrollmentServer?.0.beginGracefulShutdown()
         }
     }
 }

@@ -1,6 +1,8 @@
+import ClusterTrust
 import ControlPlane
 import Foundation
 import GRPCCore
+import GRPCNIOTransportHTTP2Posix
 import Logging
 
 /// The control plane's gRPC service: a thin shell over `HubCore` that checks sizes, maps
@@ -14,9 +16,25 @@ public struct HubService: Pangalactic_Control_V1_ClusterControl.SimpleServicePro
     /// Chunk size of `GetModelInfo`, under gRPC's default 4 MiB message cap.
     public static let modelInfoChunkBytes = 1 << 20
 
-    public init(core: HubCore, logger: Logger) {
+    /// Under mutual TLS every caller has a certificate of the cluster; the calls that change the
+    /// registry also need it to name a node (a gateway's certificate cannot register a node).
+    let requiresCertificates: Bool
+
+    public init(core: HubCore, logger: Logger, requiresCertificates: Bool = false) {
         self.core = core
         self.logger = logger
+        self.requiresCertificates = requiresCertificates
+    }
+
+    /// Throws unless the caller's certificate names a node (under mutual TLS).
+    func requireNode(_ context: ServerContext, _ call: String) throws {
+        guard requiresCertificates else { return }
+        let member = (context.transportSpecific as? HTTP2ServerTransport.Posix.Context)?.peerCertificate?.clusterMember
+        guard let member, member.role == .node else {
+            let who = member.map { "\($0.role.rawValue) \($0.name)" } ?? "a caller without a cluster certificate"
+            logger.notice("control call refused", metadata: ["call": "\(call)", "peer": "\(context.remotePeer)", "who": "\(who)"])
+            throw RPCError(code: .permissionDenied, message: "\(call) is for nodes; the certificate is for \(who)")
+        }
     }
 
     static func rpcError(_ error: HubError) -> RPCError {
@@ -29,11 +47,13 @@ public struct HubService: Pangalactic_Control_V1_ClusterControl.SimpleServicePro
     }
 
     public func register(request: Pangalactic_Control_V1_RegisterRequest, context: ServerContext) async throws -> Pangalactic_Control_V1_RegisterReply {
+        try requireNode(context, "Register")
         do { return try core.register(request) } catch { throw Self.rpcError(error) }
     }
 
     public func publishModelInfo(request: RPCAsyncSequence<Pangalactic_Control_V1_ModelInfoChunk, any Error>,
                                  context: ServerContext) async throws -> Pangalactic_Control_V1_PublishModelInfoReply {
+        try requireNode(context, "PublishModelInfo")
         var bytes: [UInt8] = []
         var digest: [UInt8] = []
         var total: UInt64 = 0
@@ -63,6 +83,7 @@ public struct HubService: Pangalactic_Control_V1_ClusterControl.SimpleServicePro
 
     public func heartbeat(request: RPCAsyncSequence<Pangalactic_Control_V1_NodeHeartbeat, any Error>,
                           response: RPCWriter<Pangalactic_Control_V1_HubDirective>, context: ServerContext) async throws {
+        try requireNode(context, "Heartbeat")
         var iterator = request.makeAsyncIterator()
         guard let first = try await iterator.next() else { return }
         let id = first.nodeID
@@ -102,6 +123,7 @@ public struct HubService: Pangalactic_Control_V1_ClusterControl.SimpleServicePro
     }
 
     public func drain(request: Pangalactic_Control_V1_DrainRequest, context: ServerContext) async throws -> Pangalactic_Control_V1_DrainReply {
+        try requireNode(context, "Drain")
         do { return try core.drain(request.nodeID) } catch { throw Self.rpcError(error) }
     }
 

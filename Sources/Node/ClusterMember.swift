@@ -1,3 +1,4 @@
+import ClusterTrust
 import ControlPlane
 import Foundation
 import GGUF
@@ -31,6 +32,8 @@ public struct MemberConfiguration: Sendable {
     public var memoryBudgetBytes: Int?
     public var name: String?
     public var clusterToken = ""
+    /// Mutual TLS on both planes with the member's credentials, or plain TCP on loopback.
+    public var security: TransportSecurity = .insecure
     public var threads = 2
     public var maxBatchTokens = 256
     public var decodeGroups: Int?
@@ -84,7 +87,7 @@ public final class ClusterMember: Sendable {
             return try ClusterMember(configuration: configuration, logger: logger)
         }
         let connection: HubConnection
-        do { connection = try HubConnection(address: configuration.hub) } catch { throw .configuration("--join: \(error)") }
+        do { connection = try HubConnection(address: configuration.hub, security: configuration.security) } catch { throw .configuration("--join: \(error)") }
         defer { connection.close() }
         var address = configuration.modelSource ?? ""
         if address.isEmpty {
@@ -151,6 +154,7 @@ public final class ClusterMember: Sendable {
         var template = NodeConfiguration(modelPath: configuration.modelPath, layers: 0 ..< 1, listen: configuration.listen,
                                          next: configuration.listen)
         template.clusterToken = configuration.clusterToken
+        template.security = configuration.security
         template.threads = configuration.threads
         template.maxBatchTokens = configuration.maxBatchTokens
         template.decodeGroups = configuration.decodeGroups
@@ -158,7 +162,7 @@ public final class ClusterMember: Sendable {
         template.maxConnections = configuration.maxConnections
         template.kvBudgetBytes = configuration.kvBudgetBytes
         host = StageHost(template: template, weights: weights, digest: digest, logger: logger)
-        do { connection = try HubConnection(address: configuration.hub) } catch { throw .configuration("--join: \(error)") }
+        do { connection = try HubConnection(address: configuration.hub, security: configuration.security) } catch { throw .configuration("--join: \(error)") }
     }
 
     private static func randomID() -> String {

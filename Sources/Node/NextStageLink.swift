@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ClusterTrust
 import Logging
 import NIOCore
 import NIOPosix
@@ -28,8 +29,11 @@ final class NextStageLink: @unchecked Sendable {
     /// Recent PING round trips to the next stage, in nanoseconds (newest last, at most 32).
     private let roundTrips = Mutex<[UInt64]>([])
 
+    private let security: TransportSecurity
+
     init(group: EventLoopGroup, address: NodeAddress, hello: Hello, expectedFirstLayer: UInt32, limits: StarStreamLimits,
-         logger: Logger, onDown: @escaping @Sendable () -> Void) {
+         security: TransportSecurity, logger: Logger, onDown: @escaping @Sendable () -> Void) {
+        self.security = security
         self.group = group
         self.address = address
         self.hello = hello
@@ -117,11 +121,22 @@ final class NextStageLink: @unchecked Sendable {
         let gate = StarStreamGate()
         let handshake = HandshakeHandler(expected: hello, expectedFirstLayer: expectedFirstLayer, link: self, gate: gate)
         let limits = self.limits
+        let security = self.security
+        do { try security.requireAllowed(host: address.host) } catch {
+            complain("next stage \(address): \(error)")
+            connect(after: 1)
+            return
+        }
         let bootstrap = ClientBootstrap(group: group)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(2))
-            .channelInitializer { channel in
+            .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // A listener at the next address without a node certificate of this cluster
+                    // never sees a frame: the handshake or the role check ends the connection.
+                    _ = try security.addHandlers(to: channel.pipeline.syncOperations, side: .client, accepting: [.node]) { [self] reason in
+                        refused(reason)
+                    }
                     try channel.pipeline.syncOperations.addHandlers([
                         ByteToMessageHandler(StarStreamFrameDecoder(limits: limits, gate: gate)),
                         StarStreamErrorHandler(),

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ClusterTrust
 import ControlPlane
 import StarStream
 
@@ -22,9 +23,7 @@ public struct NodeAddress: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Whether this names the local machine through the loopback interface.
-    public var isLoopback: Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
-    }
+    public var isLoopback: Bool { TransportSecurity.isLoopback(host) }
 
     /// A TCP port on 127.0.0.1 the kernel just handed out (bound to port 0, then released), for
     /// local clusters started by `bench --nodes` and the tests.
@@ -60,6 +59,8 @@ public struct NodeConfiguration: Sendable {
     public var wire: WireDType = .f16
     /// Shared secret every peer must present in its HELLO.
     public var clusterToken: String = ""
+    /// Mutual TLS with the cluster's credentials, or plain TCP (loopback addresses only).
+    public var security: TransportSecurity = .insecure
     /// Compute threads (the caller's included).
     public var threads: Int = 2
     /// Sequences with a KV cache at once; more wait at node 0 until one ends.

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ClusterTrust
 import GGUF
 import Logging
 import Models
@@ -90,7 +91,8 @@ public final class PipelineNode: @unchecked Sendable {
         let layerCount = UInt32(model.config.layerCount)
         let end = UInt32(configuration.layers.upperBound)
         link = NextStageLink(group: group, address: configuration.next, hello: hello,
-                             expectedFirstLayer: end == layerCount ? 0 : end, limits: limits, logger: logger,
+                             expectedFirstLayer: end == layerCount ? 0 : end, limits: limits,
+                             security: configuration.security, logger: logger,
                              onDown: { [unowned self] in self.nextStageLost() })
         box.link = link
     }
@@ -108,6 +110,7 @@ public final class PipelineNode: @unchecked Sendable {
     /// (node 0) the ring probes. Returns the bound port (useful with port 0).
     @discardableResult
     public func start() throws(NodeError) -> Int {
+        do { try configuration.security.requireAllowed(host: configuration.listen.host) } catch { throw .configuration("\(error)") }
         scheduler.start()
         let high = max(4096, configuration.peerWriteBufferBytes)
         var bootstrap = ServerBootstrap(group: group)
@@ -121,7 +124,14 @@ public final class PipelineNode: @unchecked Sendable {
                 }
                 let gate = StarStreamGate()
                 let idle = TimeAmount.nanoseconds(Int64(max(0.05, self.configuration.connectionIdleSeconds) * 1e9))
+                let logger = self.logger
                 return channel.eventLoop.makeCompletedFuture {
+                    // TLS first: until the peer proves with a certificate of this cluster that it
+                    // is a node or a gateway, nothing it sends reaches the frame decoder.
+                    let certificate = try self.configuration.security.addHandlers(
+                        to: channel.pipeline.syncOperations, side: .server, accepting: [.node, .gateway]) { reason in
+                        logger.notice("peer refused", metadata: ["peer": "\(channel.remoteAddress.map { "\($0)" } ?? "?")", "reason": "\(reason)"])
+                    }
                     try channel.pipeline.syncOperations.addHandlers([
                         IdleStateHandler(readTimeout: idle),
                         ByteToMessageHandler(StarStreamFrameDecoder(limits: self.limits, gate: gate)),
@@ -129,7 +139,7 @@ public final class PipelineNode: @unchecked Sendable {
                             logger.notice("peer error", metadata: ["peer": "\(channel.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)"])
                         }),
                         MessageToByteHandler(StarStreamFrameEncoder()),
-                        InboundConnectionHandler(node: self, gate: gate),
+                        InboundConnectionHandler(node: self, gate: gate, certificate: certificate),
                     ])
                 }
             }
@@ -337,9 +347,14 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
         context.fireChannelReadComplete()
     }
 
-    init(node: PipelineNode, gate: StarStreamGate) {
+    /// The TLS peer check in front of this handler (nil on plain TCP): the role the peer's
+    /// certificate names must be the role its HELLO claims.
+    private let certificate: PeerCertificateCheck?
+
+    init(node: PipelineNode, gate: StarStreamGate, certificate: PeerCertificateCheck?) {
         self.node = node
         self.gate = gate
+        self.certificate = certificate
     }
 
     private func peerName(_ context: ChannelHandlerContext) -> String {
@@ -419,6 +434,14 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
             let ours = node.ourHello
             if let problem = HelloPolicy.check(hello, against: ours, role: nil) {
                 return reject(context, StarStreamErrorCode.unauthorized, "HELLO refused: \(problem)")
+            }
+            // With TLS, the certificate says what the peer is; a gateway cannot pose as a node.
+            if let certified = certificate?.peer {
+                let claimed: ClusterRole = hello.role == .node ? .node : .gateway
+                guard certified.role == claimed else {
+                    return reject(context, StarStreamErrorCode.unauthorized,
+                                  "HELLO refused: it says \(hello.role) but its certificate is for \(certified.role.rawValue) \(certified.name)")
+                }
             }
             switch hello.role {
             case .driver:

@@ -1,3 +1,4 @@
+import ClusterTrust
 import ControlPlane
 import Foundation
 import Logging
@@ -72,10 +73,13 @@ public final class ClusterDriver: Sendable {
     /// Replays so far (tests and logs).
     public let replays = Atomic<Int>(0)
 
-    public init(source: RoutePlanSource, clusterToken: String, failoverTimeoutSeconds: Double = 60,
+    private let security: TransportSecurity
+
+    public init(source: RoutePlanSource, clusterToken: String, security: TransportSecurity = .insecure, failoverTimeoutSeconds: Double = 60,
                 logger: Logger = Logger(label: "pangalactic.driver")) {
         self.source = source
         self.clusterToken = clusterToken
+        self.security = security
         self.failoverTimeoutSeconds = failoverTimeoutSeconds
         self.logger = logger
     }
@@ -224,7 +228,7 @@ public final class ClusterDriver: Sendable {
     private func connect(epoch: UInt64, entry: String, digest: [UInt8]) async throws -> (UInt64, PipelineDriver) {
         if let current = link.withLock({ $0 }), current.epoch >= epoch { return (current.epoch, current.driver) }
         guard let (host, port) = ControlAddress.parse(entry) else { throw PipelineError.connectFailed("bad node 0 address \(entry)") }
-        let driver = try await PipelineDriver.connect(host: host, port: port, clusterToken: clusterToken, modelDigest: digest)
+        let driver = try await PipelineDriver.connect(host: host, port: port, clusterToken: clusterToken, modelDigest: digest, security: security)
         // Another request may have connected meanwhile: keep the newer connection, close the other.
         let (kept, stale) = link.withLock { l -> ((UInt64, PipelineDriver), PipelineDriver?) in
             if let current = l, current.epoch >= epoch { return ((current.epoch, current.driver), driver) }

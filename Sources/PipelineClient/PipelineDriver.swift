@@ -1,3 +1,4 @@
+import ClusterTrust
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -106,9 +107,13 @@ public final class PipelineDriver: Sendable {
     }
 
     /// Connects to node 0 at `host:port`, says HELLO as a driver, and waits for its HELLO.
+    /// With mutual TLS, node 0's certificate must chain to the cluster's authority and name a node.
     public static func connect(host: String, port: Int, clusterToken: String, modelDigest: [UInt8],
+                               security: TransportSecurity = .insecure,
                                stallTimeoutSeconds: Double = 30, keepaliveSeconds: Double = 10,
                                group: EventLoopGroup? = nil) async throws(PipelineError) -> PipelineDriver {
+        do { try security.requireAllowed(host: host) } catch { throw .connectFailed("\(error)") }
+        let refusal = Mutex<String?>(nil)
         let ownsGroup = group == nil
         let group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let box = DriverBox()
@@ -119,6 +124,9 @@ public final class PipelineDriver: Sendable {
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    _ = try security.addHandlers(to: channel.pipeline.syncOperations, side: .client, accepting: [.node]) { reason in
+                        refusal.withLock { $0 = reason }
+                    }
                     try channel.pipeline.syncOperations.addHandlers([
                         ByteToMessageHandler(StarStreamFrameDecoder(limits: StarStreamLimits(maxPayloadBytes: 1 << 20), gate: gate)),
                         StarStreamErrorHandler(),
@@ -146,6 +154,7 @@ public final class PipelineDriver: Sendable {
         } catch {
             try? await channel.close()
             if ownsGroup { try? await group.shutdownGracefully() }
+            if let reason = refusal.withLock({ $0 }) { throw .refused("\(host):\(port) is not node 0 of this cluster: \(reason)") }
             throw (error as? PipelineError) ?? .refused("\(error)")
         }
         // Node 0 must prove it belongs to the cluster too (a listener at node 0's address that

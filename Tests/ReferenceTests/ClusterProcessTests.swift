@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ClusterTrust
 import ControlPlane
 import Dispatch
 import Foundation
@@ -33,9 +34,28 @@ struct ClusterProcessTests {
         private(set) var nodes: [String: Process] = [:]
         private(set) var addresses: [String: String] = [:]
 
+        /// Every process runs mutual TLS with credentials from this test's own authority, as a
+        /// cluster of machines does.
+        let authority: ClusterAuthority
+        let trustDirectory: String
+        /// The test's own driver and `generate`: gateway credentials.
+        let gateway: MemberCredentials
+
         init() throws {
             hubPort = try NodeAddress.freeLoopbackPort()
-            statePath = NSTemporaryDirectory() + "pangalactic-hub-\(UInt64.random(in: 1 ... .max)).state"
+            let unique = UInt64.random(in: 1 ... .max)
+            statePath = NSTemporaryDirectory() + "pangalactic-hub-\(unique).state"
+            trustDirectory = NSTemporaryDirectory() + "pangalactic-trust-\(unique)"
+            authority = try ClusterAuthority.create(clusterName: "test")
+            gateway = try authority.makeMember(name: "test-gateway", role: .gateway)
+            try gateway.save(to: trustDirectory + "/gateway")
+        }
+
+        /// A folder with credentials for member `name` in `role`.
+        func credentials(_ name: String, role: ClusterRole) throws -> String {
+            let directory = trustDirectory + "/" + name
+            if !MemberCredentials.exist(in: directory) { try authority.makeMember(name: name, role: role).save(to: directory) }
+            return directory
         }
 
         static func launch(_ arguments: [String], log: String? = nil) throws -> Process {
@@ -58,7 +78,8 @@ struct ClusterProcessTests {
         }
 
         func startHub(store: String? = nil) throws {
-            hub = try Self.launch(["hub", "--listen", "127.0.0.1:\(hubPort)", "--ctx", "512", "--max-sequences", "4", "--state", statePath]
+            hub = try Self.launch(["hub", "--listen", "127.0.0.1:\(hubPort)", "--ctx", "512", "--max-sequences", "4", "--state", statePath,
+                                   "--tls-dir", try credentials("hub", role: .hub)]
                 + (store.map { ["--store", $0] } ?? []))
         }
 
@@ -68,7 +89,7 @@ struct ClusterProcessTests {
             addresses[name] = "127.0.0.1:\(port)"
             let source = cache.map { ["--cache-dir", $0] } ?? ["-m", ClusterProcessTests.model]
             nodes[name] = try Self.launch(["node", "--join", "127.0.0.1:\(hubPort)", "--listen", "127.0.0.1:\(port)"] + source
-                + ["--memory", "\(budget)", "--name", name, "--threads", "1"], log: log)
+                + ["--memory", "\(budget)", "--name", name, "--threads", "1", "--tls-dir", try credentials(name, role: .node)], log: log)
         }
 
         func signal(_ name: String, _ signal: Int32) {
@@ -89,9 +110,10 @@ struct ClusterProcessTests {
             for p in Array(nodes.values) + [hub].compactMap({ $0 }) where p.isRunning { kill(p.processIdentifier, SIGKILL) }
             for p in Array(nodes.values) + [hub].compactMap({ $0 }) { p.waitUntilExit() }
             unlink(statePath)
+            try? FileManager.default.removeItem(atPath: trustDirectory)
         }
 
-        func connection() throws -> HubConnection { try HubConnection(host: "127.0.0.1", port: hubPort) }
+        func connection() throws -> HubConnection { try HubConnection(host: "127.0.0.1", port: hubPort, security: .mutualTLS(gateway)) }
 
         /// One connection for the test's own status calls; it reconnects across hub restarts.
         private lazy var statusConnection: HubConnection? = try? connection()
@@ -121,7 +143,7 @@ struct ClusterProcessTests {
         func statusJSON() throws -> [String: Any] {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: NodeBinary.path)
-            p.arguments = ["status", "--hub", "127.0.0.1:\(hubPort)", "--json"]
+            p.arguments = ["status", "--hub", "127.0.0.1:\(hubPort)", "--json", "--tls-dir", trustDirectory + "/gateway"]
             let pipe = Pipe()
             p.standardOutput = pipe
             p.standardError = FileHandle.nullDevice
@@ -166,7 +188,8 @@ struct ClusterProcessTests {
 
     static func driver(_ c: Processes) throws -> (ClusterDriver, HubConnection) {
         let connection = try c.connection()
-        return (ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: token, logger: quietLogger), connection)
+        return (ClusterDriver(source: HubRoutePlans(connection: connection), clusterToken: token, security: .mutualTLS(c.gateway),
+                              logger: quietLogger), connection)
     }
 
     /// The uninterrupted run, on a cluster of its own.
@@ -234,7 +257,7 @@ struct ClusterProcessTests {
             #expect(p.terminationStatus == 0)
             return String(decoding: data, as: UTF8.self)
         }
-        let cluster = try generate(["--hub", "127.0.0.1:\(c.hubPort)"])
+        let cluster = try generate(["--hub", "127.0.0.1:\(c.hubPort)", "--tls-dir", c.trustDirectory + "/gateway"])
         #expect(cluster == (try generate(["-m", Self.model])))
         #expect(cluster.count > 10)
 

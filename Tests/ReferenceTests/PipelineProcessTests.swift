@@ -44,7 +44,7 @@ struct PipelineProcessTests {
                 p.arguments = ["node", "-m", model, "--layers", "\(ranges[i].lowerBound)..<\(ranges[i].upperBound)",
                                "--listen", "127.0.0.1:\(ports[i])", "--next", "127.0.0.1:\(ports[(i + 1) % nodes])",
                                "--wire", wire, "--cluster-token", token, "--threads", "1", "--ctx-size", "\(context)",
-                               "--max-sequences", "4"]
+                               "--max-sequences", "4", "--insecure"]
                 p.standardError = FileHandle.nullDevice
                 try p.run()
                 list.append(p)
