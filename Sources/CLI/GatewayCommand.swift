@@ -62,7 +62,7 @@ struct GatewayCommand: ParsableCommand {
     func run() throws {
         LogSetup.bootstrap()
         let logger = Logger(label: "pangalactic.gateway")
-        let security = try trust.security(roles: [.gateway])
+        let security = try trust.security(roles: [.gateway], enroll: (.gateway, "gateway-\(options.port)", hub))
         let backend = try HubBackend(hub: hub, clusterToken: ProcessEnvironment.clusterToken(clusterToken), security: security,
                                      modelID: options.modelID, logger: logger)
         // As many sequences at once as each node keeps caches for.

@@ -51,13 +51,36 @@ struct HubCommand: ParsableCommand {
     var storeModel: String?
     @OptionGroup var trust: SecurityOptions
 
+    @Option(help: "The cluster authority's folder (from `pangalactic init`): the hub then takes enrollments with join tokens, and its credentials default to DIR/hub.")
+    var authority: String?
+
+    @Option(name: .customLong("enroll-listen"), help: "Address of the enrollment port, HOST:PORT (default: --listen's host, port + 1).")
+    var enrollListen: String?
+
+    @Option(name: .customLong("token-ttl"), help: "Lifetime of the join token the hub prints at start (e.g. 30m, 24h, 7d; 0 prints none).")
+    var tokenTTL: String = "24h"
+
     func run() throws {
         LogSetup.bootstrap()
         guard let (host, port) = ControlAddress.parse(listen) else { throw ValidationError("--listen takes HOST:PORT") }
         guard (16 ... 1 << 20).contains(ctx), (1 ... 4096).contains(maxSequences) else {
             throw ValidationError("--ctx 16...1048576, --max-sequences 1...4096")
         }
+        var trust = self.trust
+        if let authority, trust.tlsDirectory == nil, !trust.insecure { trust.tlsDirectory = authority + "/hub" }
         let security = try trust.security(roles: [.hub])
+        var enrollment: HubServer.EnrollmentEndpoint?
+        var token: (JoinToken, Date)?
+        if let authority {
+            guard !security.isInsecure else { throw ValidationError("--authority needs TLS: it cannot go with --insecure") }
+            guard let (enrollHost, enrollPort) = enrollListen.map(ControlAddress.parse) ?? (host, port == 0 ? 0 : port + 1) else {
+                throw ValidationError("--enroll-listen takes HOST:PORT")
+            }
+            let ca = try ClusterAuthority.load(from: authority)
+            enrollment = HubServer.EnrollmentEndpoint(host: enrollHost, port: enrollPort, authority: EnrollmentAuthority(authority: ca, directory: authority))
+            guard let lifetime = parseDuration(tokenTTL), lifetime >= 0 else { throw ValidationError("--token-ttl takes e.g. 30m, 24h or 7d") }
+            if lifetime > 0 { token = try JoinTokenFile.create(in: authority, authority: ca, lifetime: lifetime) }
+        }
         guard let overheadBytes = parseByteCount(overhead) else { throw ValidationError("--overhead takes bytes, e.g. 64M") }
         var settings = HubSettings()
         settings.contextLength = ctx
@@ -78,13 +101,22 @@ struct HubCommand: ParsableCommand {
         }
         let snapshots: ClusterStore = state.map { SnapshotFileStore(path: $0) } ?? MemoryClusterStore()
         let server = try HubServer(settings: settings, store: snapshots, logger: Logger(label: "pangalactic.hub"))
-        if settings.clusterToken.isEmpty { Console.error("hub: warning: no cluster token; any node that reaches this port may join") }
+        if settings.clusterToken.isEmpty, security.isInsecure {
+            Console.error("hub: warning: plain TCP and no cluster token; any local process that reaches this port may join")
+        }
         let watcher = SignalWatcher([SIGTERM, SIGINT]) { _ in Glibc.exit(0) }
         _ = watcher
+        let (enrollmentEndpoint, joinToken) = (enrollment, token)
         try runBlocking {
-            try await server.run(host: host, port: port, security: security) { bound in
+            try await server.run(host: host, port: port, security: security, enrollment: enrollmentEndpoint) { bound in
                 Console.error("hub: listening on \(ControlAddress.format(host: host, port: bound)); ctx \(ctx) × \(maxSequences) sequences per node" +
-                    (state.map { ", state in \($0)" } ?? ", state in memory only"))
+                    (state.map { ", state in \($0)" } ?? ", state in memory only") + (security.isInsecure ? "; plain TCP" : "; mutual TLS"))
+            } onEnrollmentListening: { bound in
+                Console.error("hub: enrollment on \(ControlAddress.format(host: enrollmentEndpoint?.host ?? host, port: bound))")
+                if let (token, expires) = joinToken {
+                    Console.error("hub: join token (valid until \(expires)): \(token)")
+                    Console.error("hub: pangalactic node --join HUB:\(port) --listen HOST:PORT --token \(token)")
+                }
             }
         }
     }
@@ -112,6 +144,15 @@ struct StatusCommand: ParsableCommand {
     var json = false
 
     @OptionGroup var trust: SecurityOptions
+
+    @Option(help: "The cluster authority's folder (from `pangalactic init`): the hub then takes enrollments with join tokens, and its credentials default to DIR/hub.")
+    var authority: String?
+
+    @Option(name: .customLong("enroll-listen"), help: "Address of the enrollment port, HOST:PORT (default: --listen's host, port + 1).")
+    var enrollListen: String?
+
+    @Option(name: .customLong("token-ttl"), help: "Lifetime of the join token the hub prints at start (e.g. 30m, 24h, 7d; 0 prints none).")
+    var tokenTTL: String = "24h"
 
     func run() throws {
         let connection = try HubConnection(address: hub, security: try trust.security(roles: Set(ClusterRole.allCases)))

@@ -113,7 +113,7 @@ struct NodeCommand: ParsableCommand {
         LogSetup.bootstrap()
         if ProcessEnvironment.value("PANGALACTIC_EXIT_WITH_PARENT") == "1" { exitWithParent() }
         guard let listenAddress = NodeAddress(listen) else { throw ValidationError("--listen takes HOST:PORT") }
-        let security = try trust.security(roles: [.node])
+        let security = try trust.security(roles: [.node], enroll: join.map { (.node, name ?? "node-\(listenAddress.port)", $0) })
         if token.isEmpty, security.isInsecure { Console.error("warning: plain TCP and no cluster token; any local peer that knows the model may connect") }
         if let join { return try runJoined(hub: join, listen: listenAddress, security: security) }
         guard let layers, let range = parseLayerRange(layers) else { throw ValidationError("--layers takes A..<B, e.g. 0..<12") }

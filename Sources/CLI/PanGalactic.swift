@@ -5,7 +5,7 @@ struct PanGalactic: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pangalactic",
         abstract: "LLM inference across ordinary machines, layer by layer.",
-        subcommands: [ServeCommand.self, Generate.self, Bench.self, Inspect.self, Perplexity.self, Eval.self, NodeCommand.self, HubCommand.self, StatusCommand.self, GatewayCommand.self, LoadTestCommand.self, SoakCommand.self, StoreCommand.self, PullCommand.self, InitCommand.self, IssueCommand.self]
+        subcommands: [ServeCommand.self, Generate.self, Bench.self, Inspect.self, Perplexity.self, Eval.self, NodeCommand.self, HubCommand.self, StatusCommand.self, GatewayCommand.self, LoadTestCommand.self, SoakCommand.self, StoreCommand.self, PullCommand.self, InitCommand.self, IssueCommand.self, TokenCommand.self]
     )
 }
 

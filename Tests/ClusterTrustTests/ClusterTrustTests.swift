@@ -4,6 +4,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import NIOSSL
+import SwiftASN1
 import Synchronization
 import Testing
 import X509
@@ -60,6 +61,57 @@ import X509
         let member = try MemberCredentials(authority: authority.certificate, certificate: certificate, privateKey: key.value)
         #expect(member.name == "joiner")
         #expect(member.role == .gateway)
+    }
+
+    @Test func joinTokensRoundTripAndRejectGarbage() throws {
+        let token = JoinToken.generate(for: try ClusterAuthority.create())
+        #expect(JoinToken(token.description) == token)
+        for bad in ["", "pgj1", "pgj1.zz.yy.xx", "pgj2" + token.description.dropFirst(4), token.description + ".x",
+                    String(token.description.dropLast(3))] {
+            #expect(JoinToken(bad) == nil, "\(bad)")
+        }
+    }
+
+    /// Every way an enrollment can be wrong is refused, with the reason in the error (which the
+    /// hub logs), and the nonce is spent either way.
+    @Test func enrollmentRefusesWrongExpiredReplayedAndMisdirectedRequests() throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let authority = try ClusterAuthority.create()
+        try authority.save(to: directory)
+        let (token, _) = try JoinTokenFile.create(in: directory, authority: authority, lifetime: 600, roles: [.node])
+        let (expired, _) = try JoinTokenFile.create(in: directory, authority: authority, lifetime: -1)
+        let hub = EnrollmentAuthority(authority: authority, directory: directory)
+        let joiner = try EnrollmentRequest(token: token, role: .node, name: "n")
+
+        func attempt(id: String? = nil, role: String = "node", request: [UInt8]? = nil, proof: (([UInt8]) -> [UInt8])? = nil,
+                     nonce: [UInt8]? = nil) throws(EnrollmentError) -> Certificate {
+            let n = nonce ?? hub.challenge()
+            let p = proof?(n) ?? JoinToken.proof(secret: token.secret, nonce: n, role: role, request: request ?? joiner.request)
+            return try hub.enroll(tokenID: id ?? token.id, nonce: n, role: role, request: request ?? joiner.request, proof: p).certificate
+        }
+        let certificate = try attempt()
+        #expect(try joiner.credentials(certificate: certificate.derBytes, authority: authority.certificate.derBytes).name == "n")
+        #expect(throws: EnrollmentError.unknownNonce) { _ = try attempt(nonce: Array(repeating: 7, count: 32)) }
+        #expect(throws: EnrollmentError.unknownToken("00000000")) { _ = try attempt(id: "00000000") }
+        #expect(throws: EnrollmentError.expiredToken(expired.id)) {
+            let n = hub.challenge()
+            _ = try hub.enroll(tokenID: expired.id, nonce: n, role: "node", request: joiner.request,
+                               proof: JoinToken.proof(secret: expired.secret, nonce: n, role: "node", request: joiner.request))
+        }
+        #expect(throws: EnrollmentError.badProof(token.id)) { _ = try attempt(proof: { JoinToken.proof(secret: [UInt8](repeating: 1, count: 16), nonce: $0, role: "node", request: joiner.request) }) }
+        // The proof covers the role and the request: neither can be swapped after the fact.
+        #expect(throws: EnrollmentError.badProof(token.id)) { _ = try attempt(role: "gateway", proof: { joiner.proof(nonce: $0) }) }
+        let other = try EnrollmentRequest(token: token, role: .node, name: "other")
+        #expect(throws: EnrollmentError.badProof(token.id)) { _ = try attempt(request: other.request, proof: { joiner.proof(nonce: $0) }) }
+        // This token admits nodes only, and no token admits a hub.
+        #expect(throws: EnrollmentError.roleNotAllowed("gateway")) { _ = try attempt(role: "gateway") }
+        #expect(throws: EnrollmentError.roleNotAllowed("hub")) { _ = try attempt(role: "hub") }
+        #expect(throws: EnrollmentError.badRequest("not a PKCS #10 request")) { _ = try attempt(request: [1, 2, 3]) }
+        // A joiner refuses an answer signed by an authority other than the one its token pins.
+        let impostor = try ClusterAuthority.create(clusterName: "impostor")
+        let forged = try impostor.sign(try CertificateSigningRequest(derEncoded: joiner.request), role: .node)
+        #expect(throws: TrustError.self) { _ = try joiner.credentials(certificate: forged.derBytes, authority: impostor.certificate.derBytes) }
     }
 
     @Test func plainTCPIsAllowedOnLoopbackOnly() throws {
