@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels", "GGUF", "TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "GGUF", "Kernels", "TestSupport"]),
-        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
         .testTarget(
             name: "ReferenceTests",
@@ -222,3 +222,18 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// libFuzzer targets (scripts/fuzz), built only with PANGALACTIC_FUZZ=1 and the fuzzer and
+// address sanitizers, so the normal build and CI never see them.
+if Context.environment["PANGALACTIC_FUZZ"] == "1" {
+    package.targets += [
+        .executableTarget(name: "FuzzStarStreamDecoder", dependencies: ["StarStream", .product(name: "NIOCore", package: "swift-nio")],
+                          path: "Fuzz/StarStreamDecoder"),
+        .executableTarget(name: "FuzzGGUFReader", dependencies: ["GGUF", "Models", "Tokenizer"], path: "Fuzz/GGUFReader"),
+        .executableTarget(name: "FuzzChatTemplate", dependencies: ["Tokenizer"], path: "Fuzz/ChatTemplate"),
+        .executableTarget(name: "FuzzNodeConnection",
+                          dependencies: ["Node", "StarStream", "GGUF", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
+                                         .product(name: "Logging", package: "swift-log")],
+                          path: "Fuzz/NodeConnection"),
+    ]
+}
