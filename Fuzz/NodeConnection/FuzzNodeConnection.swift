@@ -23,8 +23,13 @@ public func fuzzNodeConnection(_ data: UnsafePointer<UInt8>, _ size: Int) -> CIn
     while !input.isEmpty, stream.readableBytes < 1 << 16 {
         input.appendFrame(to: &stream, digest: harness.digest)
     }
+    let start = Date()
     harness.run(driverBytes: Array(stream.readableBytesView))
+    let sent = Date()
     harness.checkEmpty()
+    if harness.trace {
+        FileHandle.standardError.write(Data("input: \(Int(sent.timeIntervalSince(start) * 1000)) ms talking, \(Int(Date().timeIntervalSince(sent) * 1000)) ms until empty\n".utf8))
+    }
     return 0
 }
 
@@ -34,6 +39,8 @@ final class NodeHarness: @unchecked Sendable {
     let port: Int
     let digest: [UInt8]
     var inputs = 0
+    /// `PANGALACTIC_FUZZ_TRACE=1`: how long each input talked and how long the node took to let go.
+    let trace = getenv("PANGALACTIC_FUZZ_TRACE") != nil
 
     init() {
         do {
@@ -72,7 +79,8 @@ final class NodeHarness: @unchecked Sendable {
         return Array(buffer.readableBytesView)
     }
 
-    /// One driver connection: HELLO, the bytes, up to 200 ms of reading, close.
+    /// One driver connection: HELLO, the bytes, then a PING; reads until its PONG (so the node
+    /// has taken in every frame before it), the node closes, or 2 s pass; then hangs up.
     func run(driverBytes: [UInt8]) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { fatalError("socket: \(errno)") }
@@ -85,7 +93,10 @@ final class NodeHarness: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { fatalError("the node refused a connection: \(errno)") }
-        let all = hello() + driverBytes
+        var ping = ByteBuffer()
+        let nonce: UInt64 = 0xF0CC_ED0F_F1CE
+        try? StarStreamCodec.encode(StarStreamFrame(payload: .ping(nonce)), into: &ping)
+        let all = hello() + driverBytes + Array(ping.readableBytesView)
         var sent = 0
         while sent < all.count {
             let n = all[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -93,12 +104,22 @@ final class NodeHarness: @unchecked Sendable {
             sent += n
         }
         var scratch = [UInt8](repeating: 0, count: 1 << 16)
-        let deadline = Date().addingTimeInterval(0.2)
-        while Date() < deadline {
+        var replies = ByteBuffer()
+        var decoder = StarStreamFrameDecoder(limits: StarStreamLimits(maxPayloadBytes: 1 << 20))
+        let deadline = Date().addingTimeInterval(2)
+        reading: while Date() < deadline {
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&poller, 1, 20) > 0 else { continue }
             let n = recv(fd, &scratch, scratch.count, 0)
             if n <= 0 { break }
+            replies.writeBytes(scratch[0 ..< n])
+            do {
+                while let frame = try decoder.decodeFrame(&replies) {
+                    if case .pong(nonce) = frame.payload { break reading }
+                }
+            } catch {
+                fatalError("the node sent a frame its own decoder refuses: \(error)")
+            }
         }
     }
 
