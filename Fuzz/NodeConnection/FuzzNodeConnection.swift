@@ -81,7 +81,7 @@ final class NodeHarness: @unchecked Sendable {
 
     /// One driver connection: HELLO, the bytes, then a PING; reads until its PONG (so the node
     /// has taken in every frame before it), the node closes, or 2 s pass; then hangs up.
-    func run(driverBytes: [UInt8]) {
+    func run(driverBytes: [UInt8], until finished: ((StarStreamFrame) -> Bool)? = nil) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { fatalError("socket: \(errno)") }
         defer { close(fd) }
@@ -115,7 +115,11 @@ final class NodeHarness: @unchecked Sendable {
             replies.writeBytes(scratch[0 ..< n])
             do {
                 while let frame = try decoder.decodeFrame(&replies) {
-                    if case .pong(nonce) = frame.payload { break reading }
+                    if let finished {
+                        if finished(frame) { break reading }
+                    } else if case .pong(nonce) = frame.payload {
+                        break reading
+                    }
                 }
             } catch {
                 fatalError("the node sent a frame its own decoder refuses: \(error)")
@@ -144,8 +148,15 @@ final class NodeHarness: @unchecked Sendable {
         let open = SequenceOpen(promptLength: 2, maxNewTokens: 3, sampling: .greedy)
         try? StarStreamCodec.encode(StarStreamFrame(sequenceID: 9, payload: .open(open)), into: &request)
         try? StarStreamCodec.encode(StarStreamFrame(sequenceID: 9, payload: .prompt(PromptChunk(firstPosition: 0, tokens: [1, 2]))), into: &request)
-        run(driverBytes: Array(request.readableBytesView))
-        guard node.counters.tokens.load(ordering: .relaxed) > 0 else { fatalError("the node serves no tokens any more") }
+        let before = node.counters.tokens.load(ordering: .relaxed)
+        // Stay connected until the sequence is done (hanging up earlier would cancel it).
+        run(driverBytes: Array(request.readableBytesView)) { frame in
+            switch frame.payload {
+            case .done, .error: frame.sequenceID == 9
+            default: false
+            }
+        }
+        guard node.counters.tokens.load(ordering: .relaxed) > before else { fatalError("the node serves no tokens any more") }
     }
 }
 
