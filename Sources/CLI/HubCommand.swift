@@ -145,15 +145,6 @@ struct StatusCommand: ParsableCommand {
 
     @OptionGroup var trust: SecurityOptions
 
-    @Option(help: "The cluster authority's folder (from `pangalactic init`): the hub then takes enrollments with join tokens, and its credentials default to DIR/hub.")
-    var authority: String?
-
-    @Option(name: .customLong("enroll-listen"), help: "Address of the enrollment port, HOST:PORT (default: --listen's host, port + 1).")
-    var enrollListen: String?
-
-    @Option(name: .customLong("token-ttl"), help: "Lifetime of the join token the hub prints at start (e.g. 30m, 24h, 7d; 0 prints none).")
-    var tokenTTL: String = "24h"
-
     func run() throws {
         let connection = try HubConnection(address: hub, security: try trust.security(roles: Set(ClusterRole.allCases)))
         defer { connection.close() }

@@ -41,7 +41,7 @@ final class LocalCluster: @unchecked Sendable {
         layerRanges = (0 ..< nodes).map { i in (layerCount * i / nodes) ..< (layerCount * (i + 1) / nodes) }
         clusterToken = "bench-\(UInt64.random(in: 1 ... .max))"
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        let trust = try tls ? ServeCommand.makeLocalTrust() : nil
+        let trust = try tls ? LocalTrust() : nil
         self.trust = trust
         driverSecurity = try trust.map { .mutualTLS(try $0.authority.makeMember(name: "bench", role: .gateway)) } ?? .insecure
         var started: [Process] = []
@@ -53,13 +53,7 @@ final class LocalCluster: @unchecked Sendable {
                            "--wire", wire, "--cluster-token", clusterToken, "--threads", "\(threads)",
                            "--max-sequences", "\(maxSequences)", "--ctx-size", "\(contextLength)",
                            "--decode-groups", "\(decodeGroups)"]
-            if let trust {
-                let directory = trust.directory + "/node\(i)"
-                try trust.authority.makeMember(name: "node\(i)", role: .node).save(to: directory)
-                p.arguments = (p.arguments ?? []) + ["--tls-dir", directory]
-            } else {
-                p.arguments = (p.arguments ?? []) + ["--insecure"]
-            }
+            p.arguments = (p.arguments ?? []) + (try trust.map { ["--tls-dir", try $0.credentials(for: "node\(i)", role: .node)] } ?? ["--insecure"])
             if !verbose { p.standardError = FileHandle.nullDevice }
             do {
                 try p.run()
@@ -75,7 +69,7 @@ final class LocalCluster: @unchecked Sendable {
     func stop() {
         for p in processes where p.isRunning { p.terminate() }
         for p in processes { p.waitUntilExit() }
-        if let trust { try? FileManager.default.removeItem(atPath: trust.directory) }
+        trust?.remove()
     }
 
     /// Resident bytes of node `i`, if it is running.

@@ -118,7 +118,7 @@ struct ServeCommand: ParsableCommand {
 
         // A throwaway authority for this run: every member gets its own certificate, so both planes
         // run mutual TLS exactly as a cluster of machines does.
-        let trust = try insecure ? nil : Self.makeLocalTrust()
+        let trust = try insecure ? nil : LocalTrust()
         let hubSecurity: TransportSecurity = try trust.map { .mutualTLS(try $0.authority.makeMember(name: "hub", role: .hub)) } ?? .insecure
         let gatewaySecurity: TransportSecurity = try trust.map { .mutualTLS(try $0.authority.makeMember(name: "gateway", role: .gateway)) } ?? .insecure
         let hub = try HubServer(settings: settings, store: MemoryClusterStore(), logger: Logger(label: "pangalactic.hub"))
@@ -134,7 +134,7 @@ struct ServeCommand: ParsableCommand {
         let watcher = SignalWatcher([SIGINT, SIGTERM]) { _ in
             Console.error("serve: stopping")
             supervisor.stopAll()
-            if let trust { try? FileManager.default.removeItem(atPath: trust.directory) }
+            trust?.remove()
             hub.prepareToStop()
             hubTask.cancel()
             Glibc.exit(0)
@@ -225,13 +225,6 @@ struct ServeCommand: ParsableCommand {
         return hi
     }
 
-    /// A new authority and an owner-only folder for the node processes' credentials.
-    static func makeLocalTrust() throws -> LocalTrust {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pangalactic-serve-\(getpid())-\(randomToken().prefix(8))").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        return LocalTrust(authority: try ClusterAuthority.create(clusterName: "serve", validityDays: 30), directory: directory)
-    }
-
     static func executablePath() -> String {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
@@ -242,13 +235,27 @@ struct ServeCommand: ParsableCommand {
     }
 }
 
-/// Keeps `serve`'s node processes running: each is started with the parent-death signal set, so
-/// it cannot outlive `serve`, and started again (as a new node) when it exits. A node that keeps
-/// exiting within seconds of its start gives up after a few tries.
-/// `serve`'s throwaway cluster authority and where its nodes' credentials are written.
+/// A throwaway cluster authority for one local cluster (`serve`, `bench --nodes --tls`) and the
+/// owner-only folder where its node processes' credentials are written.
 struct LocalTrust: Sendable {
     let authority: ClusterAuthority
     let directory: String
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("pangalactic-local-\(getpid())-\(ServeCommand.randomToken().prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        authority = try ClusterAuthority.create(clusterName: "local", validityDays: 30)
+    }
+
+    /// The folder of member `name`'s credentials, issued on first use.
+    func credentials(for name: String, role: ClusterRole) throws -> String {
+        let folder = directory + "/" + name
+        if !MemberCredentials.exist(in: folder) { try authority.makeMember(name: name, role: role, validityDays: 30).save(to: folder) }
+        return folder
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: directory) }
 }
 
 enum ServeModel: Sendable {
@@ -257,6 +264,9 @@ enum ServeModel: Sendable {
     case store(url: String, cache: String)
 }
 
+/// Keeps `serve`'s node processes running: each is started with the parent-death signal set, so
+/// it cannot outlive `serve`, and started again (as a new node) when it exits. A node that keeps
+/// exiting within seconds of its start gives up after a few tries.
 final class NodeSupervisor: @unchecked Sendable {
     let binary: String
     let hub: String
@@ -311,11 +321,7 @@ final class NodeSupervisor: @unchecked Sendable {
     /// The node's security flags: its own credentials (issued once per name), or `--insecure`.
     private func security(for name: String) throws -> [String] {
         guard let trust else { return ["--insecure"] }
-        let directory = trust.directory + "/" + name
-        if !MemberCredentials.exist(in: directory) {
-            try trust.authority.makeMember(name: name, role: .node, validityDays: 30).save(to: directory)
-        }
-        return ["--tls-dir", directory]
+        return ["--tls-dir", try trust.credentials(for: name, role: .node)]
     }
 
     private func exited(_ name: String, _ process: Process) {

@@ -37,9 +37,12 @@ public struct MemberCredentials: Sendable {
         self.privateKey = privateKey
         name = member.name
         role = member.role
-        let chain = try NIOSSLCertificate(bytes: Array(try certificate.serializeAsPEM().pemString.utf8), format: .pem)
-        let root = try NIOSSLCertificate(bytes: Array(try authority.serializeAsPEM().pemString.utf8), format: .pem)
-        let key = try NIOSSLPrivateKey(bytes: Array(privateKey.pemRepresentation.utf8), format: .pem)
+        certificatePEM = try certificate.serializeAsPEM().pemString
+        authorityPEM = try authority.serializeAsPEM().pemString
+        privateKeyPEM = privateKey.pemRepresentation
+        let chain = try NIOSSLCertificate(bytes: Array(certificatePEM.utf8), format: .pem)
+        let root = try NIOSSLCertificate(bytes: Array(authorityPEM.utf8), format: .pem)
+        let key = try NIOSSLPrivateKey(bytes: Array(privateKeyPEM.utf8), format: .pem)
 
         var server = TLSConfiguration.makeServerConfiguration(certificateChain: [.certificate(chain)], privateKey: .privateKey(key))
         server.minimumTLSVersion = .tlsv13
@@ -57,9 +60,9 @@ public struct MemberCredentials: Sendable {
     }
 
     /// PEM text of the three parts, for files and for the gRPC transport's configuration.
-    public var authorityPEM: String { (try? authority.serializeAsPEM().pemString) ?? "" }
-    public var certificatePEM: String { (try? certificate.serializeAsPEM().pemString) ?? "" }
-    public var privateKeyPEM: String { privateKey.pemRepresentation }
+    public let authorityPEM: String
+    public let certificatePEM: String
+    public let privateKeyPEM: String
 
     /// When the certificate stops being valid.
     public var notValidAfter: Date { certificate.notValidAfter }

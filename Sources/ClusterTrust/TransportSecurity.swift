@@ -101,12 +101,9 @@ public final class PeerCertificateCheck: ChannelInboundHandler, RemovableChannel
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let error = error as? NIOSSLError, !refused {
+        if !refused, error is NIOSSLError || error is BoringSSLError {
             refused = true
             onRefused("TLS handshake failed: \(error)")
-        } else if error is BoringSSLError, !refused {
-            refused = true
-            onRefused("TLS failed: \(error)")
         }
         context.fireErrorCaught(error)
     }

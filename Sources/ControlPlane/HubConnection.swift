@@ -55,9 +55,8 @@ public final class HubConnection: Sendable {
     /// authority, with no host name check (members are known by chain and role, not address).
     static func clientSecurity(_ security: TransportSecurity) -> HTTP2ClientTransport.Posix.TransportSecurity {
         guard let credentials = security.credentials else { return .plaintext }
-        return .tls(.mTLS(certificateChain: [.bytes(Array(credentials.certificatePEM.utf8), format: .pem)],
-                          privateKey: .bytes(Array(credentials.privateKeyPEM.utf8), format: .pem)) { config in
-            config.trustRoots = .certificates([.bytes(Array(credentials.authorityPEM.utf8), format: .pem)])
+        return .tls(.mTLS(certificateChain: credentials.grpcCertificateChain, privateKey: credentials.grpcPrivateKey) { config in
+            config.trustRoots = credentials.grpcTrustRoots
             config.serverCertificateVerification = .noHostnameVerification
         })
     }
@@ -66,9 +65,8 @@ public final class HubConnection: Sendable {
     /// chains to the cluster's authority.
     public static func serverSecurity(_ security: TransportSecurity) -> HTTP2ServerTransport.Posix.TransportSecurity {
         guard let credentials = security.credentials else { return .plaintext }
-        return .mTLS(certificateChain: [.bytes(Array(credentials.certificatePEM.utf8), format: .pem)],
-                     privateKey: .bytes(Array(credentials.privateKeyPEM.utf8), format: .pem)) { config in
-            config.trustRoots = .certificates([.bytes(Array(credentials.authorityPEM.utf8), format: .pem)])
+        return .mTLS(certificateChain: credentials.grpcCertificateChain, privateKey: credentials.grpcPrivateKey) { config in
+            config.trustRoots = credentials.grpcTrustRoots
             config.clientCertificateVerification = .noHostnameVerification
         }
     }
@@ -137,4 +135,11 @@ extension HubConnection {
             return (bytes, digest)
         }
     }
+}
+
+extension MemberCredentials {
+    /// The member's certificate, key and trust root as the gRPC transport takes them.
+    package var grpcCertificateChain: [TLSConfig.CertificateSource] { [.bytes(Array(certificatePEM.utf8), format: .pem)] }
+    package var grpcPrivateKey: TLSConfig.PrivateKeySource { .bytes(Array(privateKeyPEM.utf8), format: .pem) }
+    package var grpcTrustRoots: TLSConfig.TrustRootsSource { .certificates([.bytes(Array(authorityPEM.utf8), format: .pem)]) }
 }

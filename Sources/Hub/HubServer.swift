@@ -23,8 +23,6 @@ public final class HubServer: Sendable {
         core.beginShutdown()
     }
 
-    /// Serves on `host:port` (port 0 picks a free one) until the task is cancelled;
-    /// `onListening` gets the bound port once the socket is open.
     /// Where and how the hub lets new members join: the enrollment port (TLS with the hub's
     /// certificate, no client certificate) and the authority that signs their requests.
     public struct EnrollmentEndpoint: Sendable {
@@ -39,23 +37,21 @@ public final class HubServer: Sendable {
         }
     }
 
-    /// Mutual TLS when `security` has credentials; plaintext only on a loopback address. With
-    /// `enrollment`, a second listener takes join requests (it needs TLS credentials).
+    /// Serves on `host:port` (port 0 picks a free one) until the task is cancelled;
+    /// `onListening` gets the bound port once the socket is open. Mutual TLS when `security` has
+    /// credentials; plaintext only on a loopback address. With `enrollment`, a second listener
+    /// takes join requests (it needs TLS credentials).
     public func run(host: String, port: Int, security: TransportSecurity = .insecure, enrollment: EnrollmentEndpoint? = nil,
                     onListening: @escaping @Sendable (Int) -> Void = { _ in },
                     onEnrollmentListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
         try security.requireAllowed(host: host)
-        let address: GRPCNIOTransportCore.SocketAddress = host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
-        let transport = HTTP2ServerTransport.Posix(address: address, transportSecurity: HubConnection.serverSecurity(security))
+        let transport = HTTP2ServerTransport.Posix(address: Self.address(host, port), transportSecurity: HubConnection.serverSecurity(security))
         let server = GRPCServer(transport: transport, services: [HubService(core: core, logger: logger, requiresCertificates: !security.isInsecure)])
         let enrollmentServer = try enrollment.map { enrollment -> (GRPCServer<HTTP2ServerTransport.Posix>, HTTP2ServerTransport.Posix) in
             guard let credentials = security.credentials else { throw TrustError.invalid("enrollment needs the hub's TLS credentials") }
-            let address: GRPCNIOTransportCore.SocketAddress = enrollment.host.contains(":")
-                ? .ipv6(host: enrollment.host, port: enrollment.port) : .ipv4(host: enrollment.host, port: enrollment.port)
             let transport = HTTP2ServerTransport.Posix(
-                address: address,
-                transportSecurity: .tls(certificateChain: [.bytes(Array(credentials.certificatePEM.utf8), format: .pem)],
-                                        privateKey: .bytes(Array(credentials.privateKeyPEM.utf8), format: .pem)))
+                address: Self.address(enrollment.host, enrollment.port),
+                transportSecurity: .tls(certificateChain: credentials.grpcCertificateChain, privateKey: credentials.grpcPrivateKey))
             return (GRPCServer(transport: transport, services: [EnrollmentService(authority: enrollment.authority, logger: logger)]), transport)
         }
         let core = self.core
@@ -86,5 +82,9 @@ public final class HubServer: Sendable {
             server.beginGracefulShutdown()
             enrollmentServer?.0.beginGracefulShutdown()
         }
+    }
+
+    private static func address(_ host: String, _ port: Int) -> GRPCNIOTransportCore.SocketAddress {
+        host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
     }
 }

@@ -54,11 +54,11 @@ import X509
 
     @Test func aSigningRequestGetsACertificateForItsOwnKeyAndName() throws {
         let authority = try ClusterAuthority.create()
-        let key = P256Key()
+        let key = P256.Signing.PrivateKey()
         let request = try CertificateSigningRequest(version: .v1, subject: try DistinguishedName { CommonName("joiner") },
-                                                    privateKey: .init(key.value), attributes: .init(), signatureAlgorithm: .ecdsaWithSHA256)
+                                                    privateKey: .init(key), attributes: .init(), signatureAlgorithm: .ecdsaWithSHA256)
         let certificate = try authority.sign(request, role: .gateway)
-        let member = try MemberCredentials(authority: authority.certificate, certificate: certificate, privateKey: key.value)
+        let member = try MemberCredentials(authority: authority.certificate, certificate: certificate, privateKey: key)
         #expect(member.name == "joiner")
         #expect(member.role == .gateway)
     }
@@ -171,8 +171,8 @@ import X509
         #expect(reasons.filter { $0.contains("TLS") }.count >= 2, "\(reasons)")
     }
 
-    /// Sends "hello" and returns what comes back before the connection closes (nil if nothing
-    /// does within 5 s).
+    /// Sends "hello" and returns the echo, or what came back before the connection closed (nil:
+    /// nothing). Fails if the connection neither echoes nor closes within 5 s.
     static func exchange(port: Int, group: EventLoopGroup, security: TransportSecurity) async throws -> String? {
         let received = Collector()
         let channel = try await ClientBootstrap(group: group)
@@ -185,11 +185,13 @@ import X509
             .connect(host: "127.0.0.1", port: port).get()
         // A refused peer may find the connection closed before it writes.
         try? await channel.writeAndFlush(ByteBuffer(string: "hello")).get()
-        let deadline = ContinuousClock.now + .seconds(5)
-        while ContinuousClock.now < deadline {
-            if let text = received.text.withLock({ $0 }), text.count >= 5 { break }
-            if !channel.isActive { break }
-            try await Task.sleep(for: .milliseconds(10))
+        // The echo, the connection's end, or the deadline: whichever comes first.
+        channel.closeFuture.whenComplete { _ in received.settled.succeed() }
+        let deadline = channel.eventLoop.scheduleTask(in: .seconds(5)) { received.settled.fail(ExchangeTimeout()) }
+        defer { deadline.cancel() }
+        do { try await received.settled.futureResult.get() } catch {
+            try? await channel.close()
+            throw error
         }
         try? await channel.close()
         return received.text.withLock { $0 }
@@ -204,18 +206,24 @@ import X509
         func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
     }
 
+    struct ExchangeTimeout: Error, CustomStringConvertible {
+        var description: String { "the connection neither echoed nor closed within 5 s" }
+    }
+
     final class Collector: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
         let text = Mutex<String?>(nil)
+        /// Succeeds when the whole echo is in (or the connection closes).
+        let settled = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let buffer = unwrapInboundIn(data)
-            text.withLock { $0 = ($0 ?? "") + String(buffer: buffer) }
+            let count = text.withLock { t -> Int in
+                t = (t ?? "") + String(buffer: buffer)
+                return t?.count ?? 0
+            }
+            if count >= 5 { settled.succeed() }
         }
         func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
     }
 }
 
-/// A P-256 key (wrapped so the test reads as what it is).
-struct P256Key {
-    let value = P256.Signing.PrivateKey()
-}
