@@ -311,6 +311,9 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
     private let node: PipelineNode
     private let gate: StarStreamGate
     private var peer = Peer.unknown
+    /// What the peer's accepted HELLO made it (kept after `peer` turns `.closed`, so a driver
+    /// refused for a bad frame still has its sequences freed when the connection ends).
+    private var authenticated: Peer?
     /// A node-role peer that has sent sequence work (OPEN, ACTIVATIONS, TOKEN, CANCEL, ERROR):
     /// only losing such a connection can lose frames in flight. One that handshakes and closes
     /// without carrying any drops nothing.
@@ -407,11 +410,12 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
         timeout?.cancel()
         stall?.cancel()
         handOver()
-        switch peer {
-        case .driver: node.scheduler.submit(.originClosed(origin(context)))
-        case .node where carriedWork: node.upstreamLost()
-        case .node: node.log.info("a node connection closed before carrying any sequence", metadata: ["peer": "\(peerName(context))"])
-        case .unknown, .closed: break
+        // A peer refused after its HELLO is `.closed` by then; what it was decides what it leaves.
+        switch authenticated {
+        case .driver?: node.scheduler.submit(.originClosed(origin(context)))
+        case .node? where carriedWork: node.upstreamLost()
+        case .node?: node.log.info("a node connection closed before carrying any sequence", metadata: ["peer": "\(peerName(context))"])
+        default: break
         }
         peer = .closed
         context.fireChannelInactive()
@@ -456,6 +460,7 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
                 }
                 peer = .node
             }
+            authenticated = peer
             timeout?.cancel()
             gate.open()
             context.writeAndFlush(wrapOutboundOut(StarStreamFrame(payload: .hello(ours))), promise: nil)

@@ -102,13 +102,53 @@ import TestSupport
         await good.close()
     }
 
+    /// A driver that opens sequences and is then refused for a frame a driver must not send:
+    /// the refusal closes its connection, and that frees its sequences at once, not after the
+    /// idle deadline (an hour here).
+    @Test func aDriverRefusedForABadFrameLeavesNoSequence() async throws {
+        let ring = try TestRing(split: [0 ..< 3, 3 ..< 6], maxSequences: 2, contextLength: 256) {
+            $0.sequenceIdleSeconds = 3600
+        }
+        defer { ring.stop() }
+        let ready = try await ring.driver()
+        await ready.close()
+        let node = ring.nodes[0]
+        let bad = try RawConnection(port: ring.ports[0])
+        var frames = try encode(StarStreamFrame(payload: .hello(Hello(role: .driver, clusterToken: ring.token, modelDigest: ring.digest))))
+        // Three OPENs (one waits for a slot), prompts that never finish, then a node-only frame.
+        for id in UInt64(1) ... 3 {
+            frames += try encode(StarStreamFrame(sequenceID: id, payload: .open(SequenceOpen(promptLength: 4, maxNewTokens: 8, sampling: greedyWire))))
+            frames += try encode(StarStreamFrame(sequenceID: id, payload: .prompt(PromptChunk(firstPosition: 0, tokens: [5, 6]))))
+        }
+        bad.send(frames)
+        try await waitFor("the node to hold the driver's sequences", seconds: 10) {
+            node.counters.activeSequences.load(ordering: .relaxed) == 2 && node.counters.waitingSequences.load(ordering: .relaxed) == 1
+        }
+        bad.send(try encode(StarStreamFrame(sequenceID: 2, payload: .activations(Activations(dtype: .f32, positions: [0], width: 1, values: [1])))))
+        #expect(bad.closedByPeer(within: 5), "the node kept a driver that sent ACTIVATIONS")
+        try await waitFor("the refused driver's sequences to be freed", seconds: 5) {
+            node.counters.activeSequences.load(ordering: .relaxed) == 0 && node.counters.waitingSequences.load(ordering: .relaxed) == 0
+                && node.counters.kvBytes.load(ordering: .relaxed) == 0
+        }
+        #expect(node.counters.idleExpired.load(ordering: .relaxed) == 0)
+        bad.close()
+        let good = try await ring.driver()
+        let served = await collect(good, request)
+        #expect(served.tokens.count == 6)
+        await good.close()
+    }
+
     @Test func aNodePeerThatConnectsAndClosesDropsNoSequence() async throws {
-        let ring = try TestRing(split: [0 ..< 3, 3 ..< 6], contextLength: 256)
+        // A long sequence (1000 tokens), so it is still decoding when this task gets to run
+        // however busy the machine is; the peers stop after 30 rounds.
+        var spec = TestRing.spec()
+        spec.contextLength = 2048
+        let ring = try TestRing(split: [0 ..< 3, 3 ..< 6], spec: spec, contextLength: 2048)
         defer { ring.stop() }
         let driver = try await ring.driver()
         let seen = Counter()
-        let long = PipelineRequest(prompt: [5, 6], maxNewTokens: 250, sampling: greedyWire, stopTokens: [])
-        let expected = try ring.localGreedy(prompt: [5, 6], count: 250)
+        let long = PipelineRequest(prompt: [5, 6], maxNewTokens: 1000, sampling: greedyWire, stopTokens: [])
+        let expected = try ring.localGreedy(prompt: [5, 6], count: 1000)
         let run = Task { () -> (tokens: [Int32], end: PipelineEvent?) in
             var tokens: [Int32] = []
             var end: PipelineEvent?
@@ -127,7 +167,7 @@ import TestSupport
         // again and again while the sequence decodes.
         let upstreamOf: [(port: Int, first: UInt32, end: UInt32)] = [(ring.ports[0], 3, 6), (ring.ports[1], 0, 3)]
         var midFlight = 0
-        while seen.value < 250 {
+        while seen.value < 1000, midFlight < 30 {
             for target in upstreamOf {
                 let hello = Hello(role: .node, clusterToken: ring.token, modelDigest: ring.digest,
                                   firstLayer: target.first, endLayer: target.end)
@@ -137,8 +177,7 @@ import TestSupport
                 #expect(reply.count >= 32, "no HELLO back from port \(target.port)")
                 peer.close()
             }
-            if seen.value < 250 { midFlight += 1 }
-            if midFlight > 2000 { break }
+            if seen.value < 1000 { midFlight += 1 }
         }
         let result = await run.value
         #expect(midFlight > 0, "no peer hung up while the sequence decoded")

@@ -6,7 +6,9 @@ import NIOCore
 import Node
 import PipelineClient
 import StarStream
+import Synchronization
 import Testing
+import TestSupport
 
 @Suite(.serialized) struct RingTests {
     /// F32 on the wire is exact, so the ring must reproduce one process token for token. F16
@@ -50,8 +52,9 @@ import Testing
         }
         #expect(results == expected)
         // The caches went back: every node ends with no sequences.
-        try await Task.sleep(nanoseconds: 200_000_000)
-        for node in ring.nodes { #expect(node.counters.activeSequences.load(ordering: .relaxed) == 0) }
+        try await waitFor("every node to end with no sequences", seconds: 5) {
+            ring.nodes.allSatisfy { $0.counters.activeSequences.load(ordering: .relaxed) == 0 }
+        }
         var rowsAlone = 0
         for p in prompts { rowsAlone += p.count + 9 }
         #expect(ring.nodes[1].counters.rows.load(ordering: .relaxed) == rowsAlone)
@@ -77,7 +80,7 @@ import Testing
             for (i, p) in prompts.enumerated() {
                 if i == streams / 2 {
                     // The first half is decoding by now.
-                    while first.rows.load(ordering: .relaxed) < 8 * streams / 2 { try? await Task.sleep(nanoseconds: 200_000) }
+                    try? await waitFor("the first half to decode", seconds: 30) { first.rows.load(ordering: .relaxed) >= 8 * streams / 2 }
                 }
                 let late = i >= streams / 2
                 group.addTask {
@@ -129,19 +132,23 @@ import Testing
         let driver = try await ring.driver()
         let seen = Counter()
         let finished = Counter()
+        // The CANCEL goes out from the driver's callback at the third token, on the connection's
+        // event loop, so it lands mid-generation however slowly this test's task is scheduled.
+        let cancel = CancelAfter(driver, tokens: 3)
         let id = try driver.submit(PipelineRequest(prompt: [1, 2, 3], maxNewTokens: 60, sampling: greedyWire, stopTokens: [])) { event in
             switch event {
-            case .token: seen.increment()
+            case .token:
+                seen.increment()
+                cancel.tokenArrived()
             case let .done(cause, _): if cause == .cancelled { finished.increment() }
             case .failed: break
             }
         }
-        while seen.value < 3 { try await Task.sleep(nanoseconds: 1_000_000) }
-        driver.cancel(id)
-        for _ in 0 ..< 100 where finished.value == 0 { try await Task.sleep(nanoseconds: 10_000_000) }
-        #expect(finished.value == 1)
-        try await Task.sleep(nanoseconds: 200_000_000)
-        for node in ring.nodes { #expect(node.counters.activeSequences.load(ordering: .relaxed) == 0) }
+        cancel.submitted(id)
+        try await waitFor("DONE(cancelled)", seconds: 10) { finished.value == 1 }
+        try await waitFor("every node to free the sequence", seconds: 5) {
+            ring.nodes.allSatisfy { $0.counters.activeSequences.load(ordering: .relaxed) == 0 }
+        }
         #expect(seen.value < 60)
         await driver.close()
     }
@@ -239,27 +246,69 @@ import Testing
     }
 
     @Test func killingANodeFailsTheRequestWithinFiveSeconds() async throws {
-        let ring = try TestRing(split: [0 ..< 2, 2 ..< 4, 4 ..< 6], probeTimeout: 1.0, contextLength: 8192)
+        var spec = TestRing.spec()
+        spec.contextLength = 4096
+        let ring = try TestRing(split: [0 ..< 2, 2 ..< 4, 4 ..< 6], spec: spec, probeTimeout: 1.0, contextLength: 4096)
         defer { ring.stop() }
         let driver = try await ring.driver()
         let seen = Counter()
-        let failedAt = Counter()
-        let start = Date()
-        _ = try driver.submit(PipelineRequest(prompt: [1, 2, 3], maxNewTokens: 8000, sampling: greedyWire, stopTokens: [])) { event in
+        let killedAt = Mutex<Date?>(nil)
+        let failedAt = Mutex<Date?>(nil)
+        // Node 1 is stopped from a thread started at the third token, so the kill lands
+        // mid-generation even when this test's task is starved by the tests running beside it.
+        _ = try driver.submit(PipelineRequest(prompt: [1, 2, 3], maxNewTokens: 4000, sampling: greedyWire, stopTokens: [])) { event in
             switch event {
-            case .token: seen.increment()
-            case .failed: failedAt.set(Int(Date().timeIntervalSince(start) * 1000))
+            case .token:
+                seen.increment()
+                if seen.value == 3 {
+                    killedAt.withLock { $0 = Date() }
+                    Thread.detachNewThread { ring.nodes[1].stop() }
+                }
+            case .failed: failedAt.withLock { $0 = Date() }
             case .done: break
             }
         }
-        while seen.value < 3 { try await Task.sleep(nanoseconds: 1_000_000) }
-        let killed = Date()
-        ring.nodes[1].stop()
-        for _ in 0 ..< 600 where failedAt.value == 0 { try await Task.sleep(nanoseconds: 10_000_000) }
-        #expect(failedAt.value > 0, "no error reached the driver")
-        #expect(seen.value < 8000, "the kill did not land mid-generation")
-        #expect(Date().timeIntervalSince(killed) < 5)
+        try await waitFor("an error to reach the driver after the kill", seconds: 15) { failedAt.withLock { $0 != nil } }
+        let killed = try #require(killedAt.withLock { $0 })
+        let failed = try #require(failedAt.withLock { $0 })
+        #expect(seen.value < 4000, "the kill did not land mid-generation")
+        #expect(failed.timeIntervalSince(killed) < 5, "the error came \(failed.timeIntervalSince(killed)) s after the kill")
         await driver.close()
+    }
+}
+
+/// Cancels a request from its own callback once `tokens` have arrived, whichever comes first:
+/// the sequence id (known when `submit` returns) or the tokens.
+final class CancelAfter: @unchecked Sendable {
+    private let lock = NSLock()
+    private let driver: PipelineDriver
+    private let tokens: Int
+    private var id: UInt64?
+    private var seen = 0
+    private var sent = false
+
+    init(_ driver: PipelineDriver, tokens: Int) {
+        self.driver = driver
+        self.tokens = tokens
+    }
+
+    func submitted(_ id: UInt64) {
+        lock.withLock { self.id = id }
+        fireIfDue()
+    }
+
+    func tokenArrived() {
+        lock.withLock { seen += 1 }
+        fireIfDue()
+    }
+
+    private func fireIfDue() {
+        let due: UInt64? = lock.withLock {
+            guard !sent, seen >= tokens, let id else { return nil }
+            sent = true
+            return id
+        }
+        if let due { driver.cancel(due) }
     }
 }
 

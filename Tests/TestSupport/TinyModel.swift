@@ -14,6 +14,8 @@ public struct TinyModelSpec: Sendable {
     public var weightType: GGMLType = .f32
     public var tiedOutput = true
     public var seed: UInt64 = 1
+    /// The trained context; nodes cap a sequence's positions at it.
+    public var contextLength = 256
     public init() {}
 }
 
@@ -37,7 +39,7 @@ public enum TinyModel {
         w.set("general.architecture", .string(a))
         w.set("general.name", .string("tiny-\(a)"))
         w.set("\(a).block_count", .uint32(UInt32(spec.layers)))
-        w.set("\(a).context_length", .uint32(256))
+        w.set("\(a).context_length", .uint32(UInt32(spec.contextLength)))
         w.set("\(a).embedding_length", .uint32(UInt32(spec.embedding)))
         w.set("\(a).feed_forward_length", .uint32(UInt32(spec.feedForward)))
         w.set("\(a).attention.head_count", .uint32(UInt32(spec.heads)))
