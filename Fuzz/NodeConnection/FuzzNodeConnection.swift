@@ -39,6 +39,8 @@ final class NodeHarness: @unchecked Sendable {
     let port: Int
     let digest: [UInt8]
     var inputs = 0
+    /// Inbound connections of the ring itself (node 0's link to itself), open between inputs.
+    var ringConnections = 1
     /// `PANGALACTIC_FUZZ_TRACE=1`: how long each input talked and how long the node took to let go.
     let trace = getenv("PANGALACTIC_FUZZ_TRACE") != nil
 
@@ -62,13 +64,15 @@ final class NodeHarness: @unchecked Sendable {
             configuration.sequenceIdleSeconds = 600
             configuration.probeIntervalSeconds = 0.1
             var logger = Logger(label: "fuzz")
-            logger.logLevel = .critical
+            // PANGALACTIC_FUZZ_LOG=debug|info|… shows what the node does with each input.
+            logger.logLevel = getenv("PANGALACTIC_FUZZ_LOG").flatMap { Logger.Level(rawValue: String(cString: $0)) } ?? .critical
             node = try PipelineNode(configuration: configuration, logger: logger)
             digest = node.modelDigest
             try node.start()
             let deadline = Date().addingTimeInterval(10)
             while !node.isRingHealthy, Date() < deadline { usleep(10000) }
             guard node.isRingHealthy else { fatalError("the harness node's ring did not close") }
+            ringConnections = node.connectionCount
         } catch {
             fatalError("harness: \(error)")
         }
@@ -128,19 +132,22 @@ final class NodeHarness: @unchecked Sendable {
         }
     }
 
-    /// The node must let go of everything the driver left behind when it hangs up (within 5 s,
-    /// long before the idle deadline), and must still serve a good request.
+    /// The node must let go of everything the driver left behind when it hangs up (long before
+    /// the idle deadline), and must still serve a good request. Zero counters alone prove
+    /// nothing (the node may not have read the driver's frames yet), so this waits until the
+    /// node has seen the hang-up and its compute thread has handled everything queued before.
     func checkEmpty() {
-        let counters = node.counters
         let deadline = Date().addingTimeInterval(5)
-        while Date() < deadline {
-            if counters.activeSequences.load(ordering: .relaxed) == 0, counters.waitingSequences.load(ordering: .relaxed) == 0,
-               counters.kvBytes.load(ordering: .relaxed) == 0 { break }
-            usleep(1000)
+        while node.connectionCount > ringConnections, Date() < deadline { usleep(200) }
+        guard node.connectionCount <= ringConnections else {
+            fatalError("the node still counts \(node.connectionCount - ringConnections) driver connections 5 s after the driver hung up")
         }
-        guard counters.activeSequences.load(ordering: .relaxed) == 0, counters.waitingSequences.load(ordering: .relaxed) == 0,
-              counters.kvBytes.load(ordering: .relaxed) == 0 else {
-            fatalError("the node kept \(counters.activeSequences.load(ordering: .relaxed)) active, \(counters.waitingSequences.load(ordering: .relaxed)) waiting sequences and \(counters.kvBytes.load(ordering: .relaxed)) KV bytes after its driver left")
+        guard let table = node.describeSequences() else { fatalError("the node's compute thread did not answer within 2 s") }
+        let counters = node.counters
+        let active = counters.activeSequences.load(ordering: .relaxed), waiting = counters.waitingSequences.load(ordering: .relaxed)
+        let kv = counters.kvBytes.load(ordering: .relaxed)
+        guard table.isEmpty, active == 0, waiting == 0, kv == 0 else {
+            fatalError("after its driver hung up the node kept \(active) active, \(waiting) waiting sequences and \(kv) KV bytes:\n\(table.joined(separator: "\n"))")
         }
         inputs += 1
         guard inputs % 1000 == 0 else { return }

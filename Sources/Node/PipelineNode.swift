@@ -184,6 +184,11 @@ public final class PipelineNode: @unchecked Sendable {
     /// Inbound connections open now.
     public var connectionCount: Int { openConnections.load(ordering: .relaxed) }
 
+    /// The compute thread's sequence table, one line per sequence, once it has handled all the
+    /// work queued before the call (nil if that thread does not answer within 2 s): lets tests
+    /// and the fuzz harness check what a hang-up left, after the node has really handled it.
+    package func describeSequences() -> [String]? { scheduler.describeSequences() }
+
     /// Closes every connection and stops the threads. Calling it again does nothing.
     public func stop() {
         guard !stopped.exchange(true, ordering: .relaxed) else { return }

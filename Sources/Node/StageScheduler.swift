@@ -24,6 +24,8 @@ package enum StageWork: Sendable {
     /// `forwardFrom`, the node also sends a ring reset on to the next stage, naming the first
     /// layer of the node where it started, so it stops when it gets back there.
     case dropAll(code: UInt16, reason: String, forwardFrom: UInt32?)
+    /// Reports the sequence table, from the compute thread (diagnostics: `describeSequences`).
+    case inspect(@Sendable ([String]) -> Void)
 }
 
 /// Counters a node reports (read from any thread).
@@ -62,8 +64,10 @@ package final class StageScheduler: @unchecked Sendable {
     private let logger: Logger
 
     private var queue: [StageWork] = []
-    private var mutex = pthread_mutex_t()
-    private var cond = pthread_cond_t()
+    /// The queue's lock and wake-up, on the heap: a pointer to a Swift stored property is not
+    /// guaranteed to stay the same address from one call to the next.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var stopping = false
     private var thread: pthread_t?
 
@@ -102,17 +106,19 @@ package final class StageScheduler: @unchecked Sendable {
                                vocabularySize: model.config.vocabularySize, samples: model.isLast)
         idleLimit = Int(max(0.001, configuration.sequenceIdleSeconds) * 1e9)
         kvBudget = max(0, configuration.kvBudgetBytes ?? Self.availableMemoryBytes().map { $0 / 4 } ?? Int.max)
-        pthread_mutex_init(&mutex, nil)
+        pthread_mutex_init(mutex, nil)
         var attributes = pthread_condattr_t()
         pthread_condattr_init(&attributes)
         pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        pthread_cond_init(&cond, &attributes)
+        pthread_cond_init(cond, &attributes)
         pthread_condattr_destroy(&attributes)
     }
 
     deinit {
-        pthread_cond_destroy(&cond)
-        pthread_mutex_destroy(&mutex)
+        pthread_cond_destroy(cond)
+        pthread_mutex_destroy(mutex)
+        cond.deallocate()
+        mutex.deallocate()
     }
 
     /// Decode groups: configured; 1 when the next stage shares this machine (loopback); else
@@ -162,18 +168,18 @@ package final class StageScheduler: @unchecked Sendable {
     // MARK: Queue
 
     package func submit(_ work: StageWork) {
-        pthread_mutex_lock(&mutex)
+        pthread_mutex_lock(mutex)
         queue.append(work)
-        pthread_cond_signal(&cond)
-        pthread_mutex_unlock(&mutex)
+        pthread_cond_signal(cond)
+        pthread_mutex_unlock(mutex)
     }
 
     /// Hands over several items at once, so the compute thread sees them together.
     package func submit(contentsOf work: [StageWork]) {
-        pthread_mutex_lock(&mutex)
+        pthread_mutex_lock(mutex)
         queue.append(contentsOf: work)
-        pthread_cond_signal(&cond)
-        pthread_mutex_unlock(&mutex)
+        pthread_cond_signal(cond)
+        pthread_mutex_unlock(mutex)
     }
 
     package func start() {
@@ -189,10 +195,10 @@ package final class StageScheduler: @unchecked Sendable {
     }
 
     package func stop() {
-        pthread_mutex_lock(&mutex)
+        pthread_mutex_lock(mutex)
         stopping = true
-        pthread_cond_signal(&cond)
-        pthread_mutex_unlock(&mutex)
+        pthread_cond_signal(cond)
+        pthread_mutex_unlock(mutex)
         if let thread { pthread_join(thread, nil) }
         thread = nil
     }
@@ -200,7 +206,7 @@ package final class StageScheduler: @unchecked Sendable {
     private func loop() {
         var ranBatch = false
         while true {
-            pthread_mutex_lock(&mutex)
+            pthread_mutex_lock(mutex)
             if queue.isEmpty && !ranBatch && !stopping {
                 // Idle: park the compute workers so they do not spin on a core another stage needs.
                 pool.rest()
@@ -208,19 +214,19 @@ package final class StageScheduler: @unchecked Sendable {
                 if let wake {
                     var until = timespec(tv_sec: wake / 1_000_000_000, tv_nsec: wake % 1_000_000_000)
                     while queue.isEmpty && !stopping {
-                        if pthread_cond_timedwait(&cond, &mutex, &until) == ETIMEDOUT { break }
+                        if pthread_cond_timedwait(cond, mutex, &until) == ETIMEDOUT { break }
                     }
                 } else {
-                    while queue.isEmpty && !stopping { pthread_cond_wait(&cond, &mutex) }
+                    while queue.isEmpty && !stopping { pthread_cond_wait(cond, mutex) }
                 }
             }
             if stopping {
-                pthread_mutex_unlock(&mutex)
+                pthread_mutex_unlock(mutex)
                 return
             }
             let work = queue
             queue.removeAll(keepingCapacity: true)
-            pthread_mutex_unlock(&mutex)
+            pthread_mutex_unlock(mutex)
             if !ranBatch { pool.wake() }
             for item in work { handle(item) }
             expireIdle()
@@ -240,6 +246,8 @@ package final class StageScheduler: @unchecked Sendable {
         case let .failed(id, code, message): upstreamFailed(id, code: code, message: message)
         case let .originClosed(origin):
             for s in table.all where s.origin === origin { release(s.id, cancelDownstream: true) }
+        case let .inspect(report):
+            report(describeTable())
         case let .dropAll(code, reason, forwardFrom):
             if !table.isEmpty { logger.warning("dropping sequences", metadata: ["count": "\(table.count)", "reason": "\(reason)"]) }
             for s in table.all {
@@ -253,6 +261,30 @@ package final class StageScheduler: @unchecked Sendable {
     }
 
     private func now() -> Int { Self.nanoseconds() }
+
+    /// One line per sequence: id, whether it holds a cache or waits, positions, pending rows,
+    /// tokens generated, seconds since it last heard anything.
+    private func describeTable() -> [String] {
+        let t = now()
+        return table.all.map { s in
+            "sequence \(s.id): \(s.cache == nil ? "waiting" : "admitted") capacity \(s.capacity) expected \(s.expected)/\(s.request.promptLength) "
+                + "pending \(s.pending.map { "\($0.start)+\($0.count)" }) generated \(s.generated) idle \(Double(t - s.lastActivity) / 1e9) s"
+        }
+    }
+
+    /// The sequence table as the compute thread sees it once it has handled everything queued
+    /// before this call (so it doubles as a barrier), one line per sequence; nil when that
+    /// thread does not answer within `seconds` (it is stuck).
+    package func describeSequences(seconds: Double = 2) -> [String]? {
+        let answer = Mutex<[String]?>(nil)
+        submit(.inspect { lines in answer.withLock { $0 = lines } })
+        let deadline = Self.nanoseconds() + Int(seconds * 1e9)
+        while Self.nanoseconds() < deadline {
+            if let lines = answer.withLock({ $0 }) { return lines }
+            usleep(200)
+        }
+        return nil
+    }
 
     private func open(_ id: UInt64, _ request: SequenceOpen, origin: SequenceOrigin?) {
         func refuse(_ code: UInt16, _ message: String) {

@@ -126,16 +126,55 @@ import TestSupport
         }
         bad.send(try encode(StarStreamFrame(sequenceID: 2, payload: .activations(Activations(dtype: .f32, positions: [0], width: 1, values: [1])))))
         #expect(bad.closedByPeer(within: 5), "the node kept a driver that sent ACTIVATIONS")
-        try await waitFor("the refused driver's sequences to be freed", seconds: 5) {
-            node.counters.activeSequences.load(ordering: .relaxed) == 0 && node.counters.waitingSequences.load(ordering: .relaxed) == 0
-                && node.counters.kvBytes.load(ordering: .relaxed) == 0
-        }
+        try await waitFor("the node to close the refused driver", seconds: 5) { node.connectionCount == 1 }
+        let table = try #require(node.describeSequences(), "the compute thread did not answer")
+        #expect(table.isEmpty, "left behind: \(table)")
+        #expect(node.counters.activeSequences.load(ordering: .relaxed) == 0 && node.counters.waitingSequences.load(ordering: .relaxed) == 0
+                && node.counters.kvBytes.load(ordering: .relaxed) == 0)
         #expect(node.counters.idleExpired.load(ordering: .relaxed) == 0)
         bad.close()
         let good = try await ring.driver()
         let served = await collect(good, request)
         #expect(served.tokens.count == 6)
         await good.close()
+    }
+
+    /// A driver that opens two sequences (one runs, one never gets its prompt), asks for a
+    /// PONG, and hangs up as soon as it has it, while the first sequence is still generating:
+    /// the hang-up frees both, every time (found by the node fuzz harness).
+    @Test func aDriverThatHangsUpMidGenerationLeavesNoSequence() async throws {
+        var spec = TinyModelSpec()
+        spec.layers = 2
+        let ring = try TestRing(split: [0 ..< 2], spec: spec, maxSequences: 4, contextLength: 64) {
+            $0.sequenceIdleSeconds = 3600
+        }
+        defer { ring.stop() }
+        let ready = try await ring.driver()
+        await ready.close()
+        let node = ring.nodes[0]
+        var frames = try encode(StarStreamFrame(payload: .hello(Hello(role: .driver, clusterToken: ring.token, modelDigest: ring.digest))))
+        let sampling = WireSampling(temperature: 0, topK: 196, topP: 242.0 / 255, minP: 77.0 / 255, repetitionPenalty: 1, frequencyPenalty: 0,
+                                    presencePenalty: 0, penaltyLastN: 0, seed: 7)
+        for id in [UInt64(1), 2, 0] {
+            frames += try encode(StarStreamFrame(sequenceID: id, payload: .open(SequenceOpen(promptLength: 3, maxNewTokens: 6, sampling: sampling))))
+        }
+        frames += try encode(StarStreamFrame(sequenceID: 1, payload: .prompt(PromptChunk(firstPosition: 0, tokens: [6, 0, 0]))))
+        frames += try encode(StarStreamFrame(payload: .ping(9))) + encode(StarStreamFrame(payload: .probe(9)))
+        frames += try encode(StarStreamFrame(payload: .ping(0xF0CC)))
+        for round in 0 ..< 300 {
+            let driver = try RawConnection(port: ring.ports[0])
+            driver.send(frames)
+            #expect(driver.readUntilPong(0xF0CC, seconds: 5), "round \(round): no PONG")
+            driver.close()
+            // Zero counters alone prove nothing (the node may not have read the frames yet):
+            // wait until it has seen the hang-up, then let its compute thread catch up.
+            try await waitFor("round \(round): the node to see the hang-up", seconds: 5) { node.connectionCount == 1 }
+            let table = try #require(node.describeSequences(), "round \(round): the compute thread did not answer")
+            #expect(table.isEmpty, "round \(round): left behind: \(table)")
+            #expect(node.counters.activeSequences.load(ordering: .relaxed) == 0 && node.counters.kvBytes.load(ordering: .relaxed) == 0)
+            if !table.isEmpty { break }
+        }
+        #expect(node.counters.idleExpired.load(ordering: .relaxed) == 0)
     }
 
     @Test func aNodePeerThatConnectsAndClosesDropsNoSequence() async throws {
@@ -343,6 +382,23 @@ final class RawConnection: @unchecked Sendable {
             out += chunk[0 ..< n]
         }
         return out
+    }
+
+    /// Reads frames until a PONG with `nonce` arrives (true), or the peer closes, or `seconds` pass.
+    func readUntilPong(_ nonce: UInt64, seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        var buffer = ByteBuffer()
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while Date() < deadline {
+            setReadTimeout(max(0.01, deadline.timeIntervalSinceNow))
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n <= 0 { return false }
+            buffer.writeBytes(chunk[0 ..< n])
+            while let frame = try? StarStreamCodec.decode(&buffer, limits: StarStreamLimits(maxPayloadBytes: 1 << 20)) {
+                if case .pong(nonce) = frame.payload { return true }
+            }
+        }
+        return false
     }
 
     /// Sends `bytes` (as far as the peer takes them) and reads what comes back until it closes.
