@@ -97,7 +97,17 @@ final class NodeHarness: @unchecked Sendable {
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard connected == 0 else { fatalError("the node refused a connection: \(errno)") }
+        if connected != 0 {
+            // A signal (libFuzzer's timers) can interrupt a blocking connect, which then goes on
+            // in the background: wait for it to finish.
+            guard errno == EINTR else { fatalError("the node refused a connection: \(errno)") }
+            var writable = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            var failure: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            guard poll(&writable, 1, 5000) > 0, getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length) == 0, failure == 0 else {
+                fatalError("the node refused a connection: \(errno)")
+            }
+        }
         var ping = ByteBuffer()
         let nonce: UInt64 = 0xF0CC_ED0F_F1CE
         try? StarStreamCodec.encode(StarStreamFrame(payload: .ping(nonce)), into: &ping)
@@ -105,6 +115,7 @@ final class NodeHarness: @unchecked Sendable {
         var sent = 0
         while sent < all.count {
             let n = all[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
             sent += n
         }
@@ -116,6 +127,7 @@ final class NodeHarness: @unchecked Sendable {
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&poller, 1, 20) > 0 else { continue }
             let n = recv(fd, &scratch, scratch.count, 0)
+            if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
             replies.writeBytes(scratch[0 ..< n])
             do {
