@@ -70,6 +70,8 @@ let package = Package(
             dependencies: [
                 "Engine", "Models", "Tokenizer", "Sampling", "GGUF", "StarStream", "Node", "PipelineClient", "ControlPlane", "Hub", "ClusterTrust",
                 "TestSupport", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         // StarStream: the binary protocol that carries hidden states between nodes (the wire

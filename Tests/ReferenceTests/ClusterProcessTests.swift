@@ -7,6 +7,9 @@ import Dispatch
 import Foundation
 import GGUF
 import Models
+import NIOCore
+import NIOPosix
+import NIOSSL
 import Node
 import PipelineClient
 import StarStream
@@ -272,6 +275,99 @@ struct ClusterProcessTests {
         let json = try short.statusJSON()
         #expect((json["problem"] as? String)?.contains("bytes missing") == true)
         #expect((json["nodes"] as? [[String: Any]])?.allSatisfy { $0["layers"] is NSNull } == true)
+    }
+
+    /// The security issue's refusals against a live `pangalactic node` process (mutual TLS):
+    /// a client without TLS, one with a certificate from another authority and one with a
+    /// wrong cluster token each get no HELLO, each leaves a line in the node's log that names
+    /// the peer and the reason, and the node goes on serving a good client.
+    @Test func aNodeProcessRefusesImpostorsWithALogLineAndKeepsServing() async throws {
+        let c = try Processes()
+        defer { c.stop() }
+        try c.startHub()
+        let log = NSTemporaryDirectory() + "pangalactic-node-\(UInt64.random(in: 1 ... .max)).log"
+        defer { unlink(log) }
+        try c.startNode("solo", budget: 1 << 30, log: log)
+        try await c.waitUntilReady(stages: 1)
+        let address = try #require(c.addresses["solo"])
+        let port = try #require(address.split(separator: ":").last.flatMap { Int($0) })
+        let digest = try GGUFFile(path: Self.model).modelDigest()
+        let stranger = try ClusterAuthority.create(clusterName: "other").makeMember(name: "intruder", role: .gateway)
+        @Sendable func refusals() -> [Substring] {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").filter { $0.contains("peer refused") }
+        }
+        let attempts: [(what: String, security: TransportSecurity, token: String)] = [
+            ("plain TCP", .insecure, Self.token),
+            ("another authority's certificate", .mutualTLS(stranger), Self.token),
+            ("a wrong cluster token", .mutualTLS(c.gateway), "wrong-token"),
+        ]
+        for (i, attempt) in attempts.enumerated() {
+            do {
+                let d = try await PipelineDriver.connect(host: "127.0.0.1", port: port, clusterToken: attempt.token, modelDigest: digest,
+                                                         security: attempt.security)
+                await d.close()
+                Issue.record("node 0 let in a client with \(attempt.what)")
+            } catch {}
+            try await waitFor("a log line for \(attempt.what)", seconds: 10) { refusals().count > i }
+        }
+        // A stranger that trusts this cluster's authority (it is public) but presents its own:
+        // the node itself must refuse the certificate, and no byte it sends gets through.
+        let reply = try await Self.tlsExchange(port: port, certificate: stranger, trusting: c.gateway.authorityPEM,
+                                               send: StarStreamCodec.encode(StarStreamFrame(payload: .hello(Hello(
+                                                   role: .driver, clusterToken: Self.token, modelDigest: digest)))))
+        #expect(reply.isEmpty, "the node answered a stranger with \(reply.count) bytes")
+        try await waitFor("a log line for the stranger", seconds: 10) { refusals().count > attempts.count }
+        let lines = refusals()
+        #expect(lines.allSatisfy { $0.contains("peer=") && $0.contains("127.0.0.1") && $0.contains("reason=") }, "\(lines)")
+        #expect(lines[2].contains("wrong cluster token"), "\(lines)")
+        #expect(lines[3].contains("TLS handshake failed") && lines[3].contains("CERTIFICATE_VERIFY_FAILED"), "\(lines)")
+
+        let driver = try await PipelineDriver.connect(host: "127.0.0.1", port: port, clusterToken: Self.token, modelDigest: digest,
+                                                      security: .mutualTLS(c.gateway), stallTimeoutSeconds: 30)
+        try await driver.waitUntilReady(seconds: 30)
+        var tokens = 0
+        var end: PipelineEvent?
+        for await event in driver.events(PipelineRequest(prompt: [1, 504, 3458, 282], maxNewTokens: 8, sampling: .greedy, stopTokens: [])) {
+            if case .token = event { tokens += 1 } else { end = event }
+        }
+        await driver.close()
+        #expect(tokens == 8)
+        if case .done = end {} else { Issue.record("the good client's request ended with \(String(describing: end))") }
+    }
+
+    /// A TLS client with `certificate`'s chain and key that trusts `trusting` (PEM): sends `send`
+    /// and returns the plaintext it gets back before the connection closes (at most 10 s).
+    static func tlsExchange(port: Int, certificate: MemberCredentials, trusting: String, send: ByteBuffer) async throws -> [UInt8] {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv13
+        configuration.certificateChain = [.certificate(try NIOSSLCertificate(bytes: Array(certificate.certificatePEM.utf8), format: .pem))]
+        configuration.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(certificate.privateKeyPEM.utf8), format: .pem))
+        configuration.trustRoots = .certificates([try NIOSSLCertificate(bytes: Array(trusting.utf8), format: .pem)])
+        configuration.certificateVerification = .noHostnameVerification
+        let context = try NIOSSLContext(configuration: configuration)
+        let received = ReceivedBytes()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: nil))
+                    try channel.pipeline.syncOperations.addHandler(received)
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        channel.writeAndFlush(send, promise: nil)
+        try await waitFor("the node to close the stranger's connection", seconds: 10) { !channel.isActive }
+        return received.bytes.withLock { $0 }
+    }
+
+    final class ReceivedBytes: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let bytes = Mutex<[UInt8]>([])
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let buffer = unwrapInboundIn(data)
+            bytes.withLock { $0 += buffer.readableBytesView }
+        }
+        func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
     }
 
     enum Victim: String, CaseIterable, Sendable { case first, middle, last }
