@@ -102,10 +102,12 @@ final class NodeHarness: @unchecked Sendable {
             // in the background: wait for it to finish.
             guard errno == EINTR else { fatalError("the node refused a connection: \(errno)") }
             var writable = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            var ready = poll(&writable, 1, 5000)
+            while ready < 0 && errno == EINTR { ready = poll(&writable, 1, 5000) }
             var failure: Int32 = 0
             var length = socklen_t(MemoryLayout<Int32>.size)
-            guard poll(&writable, 1, 5000) > 0, getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length) == 0, failure == 0 else {
-                fatalError("the node refused a connection: \(errno)")
+            guard ready > 0, getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length) == 0, failure == 0 else {
+                fatalError("the node refused a connection: poll \(ready), error \(failure), errno \(errno)")
             }
         }
         var ping = ByteBuffer()

@@ -101,7 +101,9 @@ public final class PeerCertificateCheck: ChannelInboundHandler, RemovableChannel
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if !refused, error is NIOSSLError || error is BoringSSLError {
+        // Only a failure before the peer was verified is a refusal; a TLS error after that (an
+        // unclean shutdown of a connection refused for its HELLO) is not a second one.
+        if !refused, peer == nil, error is NIOSSLError || error is BoringSSLError {
             refused = true
             onRefused("TLS handshake failed: \(error)")
         }

@@ -185,9 +185,10 @@ public final class PipelineNode: @unchecked Sendable {
     public var connectionCount: Int { openConnections.load(ordering: .relaxed) }
 
     /// The compute thread's sequence table, one line per sequence, once it has handled all the
-    /// work queued before the call (nil if that thread does not answer within 2 s): lets tests
-    /// and the fuzz harness check what a hang-up left, after the node has really handled it.
-    package func describeSequences() -> [String]? { scheduler.describeSequences() }
+    /// work queued before the call (nil if that thread does not answer within `seconds`): lets
+    /// tests and the fuzz harness check what a hang-up left, after the node has really handled
+    /// it. It blocks the caller, so never call it on an event loop or the compute thread.
+    package func describeSequences(seconds: Double = 10) -> [String]? { scheduler.describeSequences(seconds: seconds) }
 
     /// Closes every connection and stops the threads. Calling it again does nothing.
     public func stop() {
@@ -426,11 +427,23 @@ private final class InboundConnectionHandler: ChannelInboundHandler, @unchecked 
         context.fireChannelInactive()
     }
 
+    /// Answers ERROR and closes. A refused driver's sequences are freed now, not when the close
+    /// completes (a peer that does not read could hold the ERROR's write, and the connection,
+    /// open); the close happens after the write or after 2 s, whichever comes first.
     private func reject(_ context: ChannelHandlerContext, _ code: UInt16, _ message: String) {
         node.log.notice("peer refused", metadata: ["peer": "\(peerName(context))", "reason": "\(message)"])
         peer = .closed
+        if authenticated == .driver {
+            handOver()
+            node.scheduler.submit(.originClosed(origin(context)))
+        }
+        let channel = context.channel
+        let deadline = context.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
         let frame = StarStreamFrame(payload: .error(code: code, message: message))
-        context.writeAndFlush(wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in
+            deadline.cancel()
+            context.close(promise: nil)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

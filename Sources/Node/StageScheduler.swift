@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import Kernels
 import Logging
 import Models
@@ -245,7 +246,11 @@ package final class StageScheduler: @unchecked Sendable {
         case let .cancel(id, origin): cancel(id, from: origin)
         case let .failed(id, code, message): upstreamFailed(id, code: code, message: message)
         case let .originClosed(origin):
-            for s in table.all where s.origin === origin { release(s.id, cancelDownstream: true) }
+            // Waiting ones first, so freeing an admitted one does not admit another of the same
+            // closed driver (a cache made and an OPEN sent only to be cancelled).
+            let theirs = table.all.filter { $0.origin === origin }
+            for s in theirs where s.cache == nil { release(s.id, cancelDownstream: false) }
+            for s in theirs where s.cache != nil { release(s.id, cancelDownstream: true) }
         case let .inspect(report):
             report(describeTable())
         case let .dropAll(code, reason, forwardFrom):
@@ -274,16 +279,16 @@ package final class StageScheduler: @unchecked Sendable {
 
     /// The sequence table as the compute thread sees it once it has handled everything queued
     /// before this call (so it doubles as a barrier), one line per sequence; nil when that
-    /// thread does not answer within `seconds` (it is stuck).
-    package func describeSequences(seconds: Double = 2) -> [String]? {
+    /// thread does not answer within `seconds`. Blocks the caller: not for the compute thread.
+    package func describeSequences(seconds: Double = 10) -> [String]? {
         let answer = Mutex<[String]?>(nil)
-        submit(.inspect { lines in answer.withLock { $0 = lines } })
-        let deadline = Self.nanoseconds() + Int(seconds * 1e9)
-        while Self.nanoseconds() < deadline {
-            if let lines = answer.withLock({ $0 }) { return lines }
-            usleep(200)
-        }
-        return nil
+        let answered = DispatchSemaphore(value: 0)
+        submit(.inspect { lines in
+            answer.withLock { $0 = lines }
+            answered.signal()
+        })
+        guard answered.wait(timeout: .now() + seconds) == .success else { return nil }
+        return answer.withLock { $0 }
     }
 
     private func open(_ id: UInt64, _ request: SequenceOpen, origin: SequenceOrigin?) {

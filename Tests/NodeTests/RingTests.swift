@@ -80,7 +80,11 @@ import TestSupport
             for (i, p) in prompts.enumerated() {
                 if i == streams / 2 {
                     // The first half is decoding by now.
-                    try? await waitFor("the first half to decode", seconds: 30) { first.rows.load(ordering: .relaxed) >= 8 * streams / 2 }
+                    do {
+                        try await waitFor("the first half to decode", seconds: 30) { first.rows.load(ordering: .relaxed) >= 8 * streams / 2 }
+                    } catch {
+                        Issue.record("\(error)")
+                    }
                 }
                 let late = i >= streams / 2
                 group.addTask {
