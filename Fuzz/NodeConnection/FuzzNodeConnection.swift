@@ -156,7 +156,7 @@ final class NodeHarness: @unchecked Sendable {
         guard node.connectionCount <= ringConnections else {
             fatalError("the node still counts \(node.connectionCount - ringConnections) driver connections 5 s after the driver hung up")
         }
-        guard let table = node.describeSequences() else { fatalError("the node's compute thread did not answer within 2 s") }
+        guard let table = node.describeSequences() else { fatalError("the node's compute thread did not answer within 10 s") }
         let counters = node.counters
         let active = counters.activeSequences.load(ordering: .relaxed), waiting = counters.waitingSequences.load(ordering: .relaxed)
         let kv = counters.kvBytes.load(ordering: .relaxed)
