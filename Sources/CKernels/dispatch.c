@@ -153,7 +153,8 @@ void pg_f32_to_f16_row(const float *x, uint16_t *y, int64_t n) {
 }
 void pg_attend_head_f32(const float *q, const float *k, const float *v, int64_t stride, int64_t span,
                         int64_t head_dim, float scale, float *scores, float *out) {
-    if (PG_HAS_AVX2()) pg_attend_head_f32_avx2(q, k, v, stride, span, head_dim, scale, scores, out);
+    if (pg_isa_active() >= PG_ISA_AVX512) pg_attend_head_f32_avx512(q, k, v, stride, span, head_dim, scale, scores, out);
+    else if (PG_HAS_AVX2()) pg_attend_head_f32_avx2(q, k, v, stride, span, head_dim, scale, scores, out);
     else pg_attend_head_f32_ref(q, k, v, stride, span, head_dim, scale, scores, out);
 }
 float pg_stream_sum_f32(const float *x, int64_t n) {

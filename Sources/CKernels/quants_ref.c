@@ -82,6 +82,8 @@ void pg_quantize_row_q8_K_ref(const float *x, void *vy, int64_t n) {
 }
 
 // ---- 32-wide formats ------------------------------------------------------------------------
+// The Q8_0-paired formats fold their blocks as every SIMD kernel of theirs does (ckernels.h):
+// sum = fma((float)isum_b, d_w * d_a, sum), so these twins equal them bit for bit.
 
 float pg_vec_dot_q4_0_q8_0_ref(int64_t n, const void *vw, const void *va) {
     const pg_block_q4_0 *w = (const pg_block_q4_0 *)vw;
@@ -94,7 +96,8 @@ float pg_vec_dot_q4_0_q8_0_ref(int64_t n, const void *vw, const void *va) {
             const int hi = (w[ib].qs[j] >> 4) - 8;
             isum += lo * a[ib].qs[j] + hi * a[ib].qs[j + 16];
         }
-        sum += (float)isum * (H2F(w[ib].d) * H2F(a[ib].d));
+        const float s = H2F(w[ib].d) * H2F(a[ib].d);
+        sum = fmaf((float)isum, s, sum);
     }
     return sum;
 }
@@ -130,7 +133,8 @@ float pg_vec_dot_q5_0_q8_0_ref(int64_t n, const void *vw, const void *va) {
             const int hi = ((w[ib].qs[j] >> 4) | xh1) - 16;
             isum += lo * a[ib].qs[j] + hi * a[ib].qs[j + 16];
         }
-        sum += (float)isum * (H2F(w[ib].d) * H2F(a[ib].d));
+        const float s = H2F(w[ib].d) * H2F(a[ib].d);
+        sum = fmaf((float)isum, s, sum);
     }
     return sum;
 }
@@ -161,7 +165,8 @@ float pg_vec_dot_q8_0_q8_0_ref(int64_t n, const void *vw, const void *va) {
     for (int64_t ib = 0; ib < n / PG_QK; ib++) {
         int isum = 0;
         for (int j = 0; j < PG_QK; j++) isum += w[ib].qs[j] * a[ib].qs[j];
-        sum += (float)isum * (H2F(w[ib].d) * H2F(a[ib].d));
+        const float s = H2F(w[ib].d) * H2F(a[ib].d);
+        sum = fmaf((float)isum, s, sum);
     }
     return sum;
 }

@@ -15,6 +15,7 @@
 // signed Q4/Q5 16*127*2=4064, Q5 31*127*2=7874, Q8 128*127*2=32512, Q6 63*127*2=16002; all below
 // 32767 given activations in [-127, 127], which every quantizer in this file guarantees.
 #include <immintrin.h>
+#include <math.h>
 #include <stddef.h>
 
 #include "ck_internal.h"
@@ -202,41 +203,12 @@ static inline __m128 load_f16x2(const void *p) {
     return _mm_cvtph_ps(_mm_cvtsi32_si128((int)u));
 }
 
-// Broadcast of d_w * d_a for blocks whose first field is the f16 scale d.
-static inline __m256 block_scale(const void *w, const void *a) {
-    return _mm256_broadcastss_ps(_mm_mul_ps(load_f16x2(w), load_f16x2(a)));
-}
-
 // For the "_1" pairings, [d_w * d_a, m_w * s_a, 0, 0] from {d, m} and {d, s}.
 static inline __m128 block_scale_min(const void *w, const void *a) {
     return _mm_mul_ps(load_f16x2(w), load_f16x2(a));
 }
 
-// One block: acc += d_w*d_a * (integer dot of block IB). WEIGHTS(ptr) yields the 32 weight bytes
-// of a block, DOT(w, a) the 8 int32 partial sums.
-#define PG_STEP(ACC, IB, WEIGHTS, DOT)                                                            \
-    ACC = _mm256_fmadd_ps(block_scale(&w[IB], &a[IB]),                                            \
-                          _mm256_cvtepi32_ps(DOT(WEIGHTS(&w[IB]), _mm256_loadu_si256((const __m256i *)a[IB].qs))), \
-                          ACC)
-
-// Two blocks per iteration into two accumulators. (Four measured no faster and made clang spill
-// constants for the Q5 formats.)
-#define PG_DOT32_SYMMETRIC(NAME, WBLOCK, ABLOCK, WEIGHTS, DOT)                                    \
-    float NAME(int64_t n, const void *vw, const void *va) {                                       \
-        const WBLOCK *w = (const WBLOCK *)vw;                                                      \
-        const ABLOCK *a = (const ABLOCK *)va;                                                      \
-        const int64_t nb = n / PG_QK;                                                             \
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                           \
-        int64_t ib = 0;                                                                           \
-        for (; ib + 1 < nb; ib += 2) {                                                            \
-            PG_STEP(acc0, ib, WEIGHTS, DOT);                                                      \
-            PG_STEP(acc1, ib + 1, WEIGHTS, DOT);                                                  \
-        }                                                                                         \
-        if (ib < nb) PG_STEP(acc0, ib, WEIGHTS, DOT);                                             \
-        return hsum_f32x8(_mm256_add_ps(acc0, acc1));                                             \
-    }
-
-// One block with a min (Q4_1, Q5_1): as PG_STEP, and SM receives [d_w*d_a, m_w*s_a, 0, 0].
+// One block with a min (Q4_1, Q5_1): SM receives [d_w*d_a, m_w*s_a, 0, 0], and the block adds d_w*d_a times the lane sums.
 #define PG_STEP_MIN(ACC, SM, IB, WEIGHTS)                                                         \
     const __m128 SM = block_scale_min(&w[IB], &a[IB]);                                            \
     ACC = _mm256_fmadd_ps(_mm256_broadcastss_ps(SM),                                              \
@@ -309,112 +281,222 @@ static inline __m256i q8_0_weights(const pg_block_q8_0 *b) {
     return _mm256_loadu_si256((const __m256i *)b->qs);
 }
 
-PG_DOT32_SYMMETRIC(PG_FN(pg_vec_dot_q4_0_q8_0), pg_block_q4_0, pg_block_q8_0, q4_0_weights, dot_q4_0)
-PG_DOT32_SYMMETRIC(PG_FN(pg_vec_dot_q5_0_q8_0), pg_block_q5_0, pg_block_q8_0, q5_0_weights, dot_q5_0)
-PG_DOT32_SYMMETRIC(PG_FN(pg_vec_dot_q8_0_q8_0), pg_block_q8_0, pg_block_q8_0, q8_0_weights, dot_i8_i8)
-PG_DOT32_WITH_MIN(PG_FN(pg_vec_dot_q4_1_q8_1), pg_block_q4_1, q4_1_weights)
-PG_DOT32_WITH_MIN(PG_FN(pg_vec_dot_q5_1_q8_1), pg_block_q5_1, q5_1_weights)
-
-// ---- Four activation rows per weight row (prefill) -------------------------------------------
-// Signed weights meet signed activations as maddubs(|w|, sign(a, w)): |w| is computed once per
-// weight block, leaving one sign and one maddubs per row. The int32 lane sums equal those of the
-// single-row kernels' unsigned forms exactly, so the float results do too.
-static inline __m256i q4_0_signed(const pg_block_q4_0 *b) { return _mm256_sub_epi8(nibbles_32(b->qs), _mm256_set1_epi8(8)); }
-static inline __m256i q5_0_signed(const pg_block_q5_0 *b) { return _mm256_sub_epi8(q5_0_weights(b), _mm256_set1_epi8(16)); }
-
-#define PG_FOUR_ROWS(ABLOCK)                                                                      \
-    const ABLOCK *a0 = (const ABLOCK *)va;                                                        \
-    const ABLOCK *a1 = (const ABLOCK *)((const char *)va + a_stride);                             \
-    const ABLOCK *a2 = (const ABLOCK *)((const char *)va + 2 * a_stride);                         \
-    const ABLOCK *a3 = (const ABLOCK *)((const char *)va + 3 * a_stride)
-
-// Prefill, where one weight row meets many activation rows: the row is unpacked once into
-// signed bytes plus 32 bytes of help per block, and float scales, and every group of four
-// activation rows then reads those instead of unpacking again. Per (block, row) pair the work
-// mirrors the single-row kernels exactly (same int32 lanes, same f32(d_w) * f32(d_a) scale, even
-// blocks into e and odd into o), so the results equal them bit for bit.
-//
-// Without VNNI the help is |w|, and each pair costs a sign, a maddubs and a madd. With VNNI the
-// activations come biased to unsigned bytes (a + 128, pg_q8_0_bias_rows) and the help is each
-// lane's correction -128 * (sum of its four w), so vpdpbusd starting from the correction gives
-// sum(a * w) exactly with no sign step; and the scale products d_w * d_a are formed eight at a
-// time. (maddubs would saturate on a + 128, so only the VNNI levels take this path.)
+// ---- The Q8_0-paired formats (Q4_0, Q5_0, Q8_0): one float order for every kernel -----------
+// Every kernel of these formats computes, for a weight row w and an activation row a,
+//     acc = 0;  for each block b in order:  acc = fma((float)isum_b, d_w[b] * d_a[b], acc)
+// where isum_b is the block's exact integer dot product. Decode (one row, or eight rows at a
+// time), prefill (eight interleaved rows against many tokens) and the C twin all follow it, so
+// they agree bit for bit whatever the batch and whatever the level. Because a block's sum is
+// exact, eight weight rows can share one vector with a row per lane: the conversion, the scale
+// product and the FMA are then paid once per eight rows, not once per row (llama.cpp's repacked
+// layouts rest on the same observation).
 #if PG_VNNI == 1
 #define PG_DPBUSD(ACC, U, S) _mm256_dpbusd_avx_epi32(ACC, U, S)
 #elif PG_VNNI == 2
 #define PG_DPBUSD(ACC, U, S) _mm256_dpbusd_epi32(ACC, U, S)
 #endif
 
-#if PG_VNNI
-#define PG_UNPACK_HELP(Q) _mm256_sub_epi32(_mm256_setzero_si256(), PG_DPBUSD(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80), Q))
-#else
-#define PG_UNPACK_HELP(Q) _mm256_sign_epi8(Q, Q)
-#endif
+// Signed weights of one block as 32 bytes in value order.
+static inline __m256i q4_0_signed(const pg_block_q4_0 *b) { return _mm256_sub_epi8(nibbles_32(b->qs), _mm256_set1_epi8(8)); }
+static inline __m256i q5_0_signed(const pg_block_q5_0 *b) { return _mm256_sub_epi8(q5_0_weights(b), _mm256_set1_epi8(16)); }
 
-#define PG_UNPACK_SIGNED(NAME, WBLOCK, WEIGHTS)                                                   \
-    void NAME(const void *vw, int64_t nb, void *unpacked, float *wd) {                            \
+static inline float f16_at(const void *p) { return _mm_cvtss_f32(load_f16x2(p)); }
+
+// The eight f16 values found at p, p + stride, ..., p + 7 * stride, as floats.
+static inline __m256 f16x8_strided(const char *p, int64_t stride) {
+    return _mm256_cvtph_ps(_mm_setr_epi16((short)pg_load_u16(p), (short)pg_load_u16(p + stride),
+                                          (short)pg_load_u16(p + 2 * stride), (short)pg_load_u16(p + 3 * stride),
+                                          (short)pg_load_u16(p + 4 * stride), (short)pg_load_u16(p + 5 * stride),
+                                          (short)pg_load_u16(p + 6 * stride), (short)pg_load_u16(p + 7 * stride)));
+}
+
+// Eight vectors of int32 lane sums -> one vector whose lane r is the total of p_r's lanes.
+static inline __m256i sum_lanes_8(__m256i p0, __m256i p1, __m256i p2, __m256i p3, __m256i p4, __m256i p5, __m256i p6,
+                                  __m256i p7) {
+    const __m256i h0123 = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+    const __m256i h4567 = _mm256_hadd_epi32(_mm256_hadd_epi32(p4, p5), _mm256_hadd_epi32(p6, p7));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20), _mm256_permute2x128_si256(h0123, h4567, 0x31));
+}
+
+// One weight row: the block sums reduced across lanes, then the scalar fold.
+#define PG_DOT32_BLOCKWISE(NAME, WBLOCK, WEIGHTS, DOT)                                            \
+    float NAME(int64_t n, const void *vw, const void *va) {                                       \
         const WBLOCK *w = (const WBLOCK *)vw;                                                      \
-        uint8_t *o = (uint8_t *)unpacked;                                                         \
+        const pg_block_q8_0 *a = (const pg_block_q8_0 *)va;                                        \
+        const int64_t nb = n / PG_QK;                                                             \
+        float acc = 0.0f;                                                                         \
         for (int64_t ib = 0; ib < nb; ib++) {                                                     \
-            const __m256i q = WEIGHTS(&w[ib]);                                                    \
-            _mm256_storeu_si256((__m256i *)(o + 64 * ib), q);                                     \
-            _mm256_storeu_si256((__m256i *)(o + 64 * ib + 32), PG_UNPACK_HELP(q));                \
-            wd[ib] = _mm_cvtss_f32(load_f16x2(&w[ib]));                                           \
+            const int isum = hsum_i32x8(DOT(WEIGHTS(&w[ib]), _mm256_loadu_si256((const __m256i *)a[ib].qs))); \
+            const float s = f16_at(&w[ib]) * f16_at(&a[ib]);                                      \
+            acc = fmaf((float)isum, s, acc);                                                      \
+        }                                                                                         \
+        return acc;                                                                               \
+    }
+
+PG_DOT32_BLOCKWISE(PG_FN(pg_vec_dot_q4_0_q8_0), pg_block_q4_0, q4_0_weights, dot_q4_0)
+PG_DOT32_BLOCKWISE(PG_FN(pg_vec_dot_q5_0_q8_0), pg_block_q5_0, q5_0_weights, dot_q5_0)
+PG_DOT32_BLOCKWISE(PG_FN(pg_vec_dot_q8_0_q8_0), pg_block_q8_0, q8_0_weights, dot_i8_i8)
+
+// Decode: eight weight rows (w_stride bytes apart) against one activation row, out[0..7]. Each
+// row's lane sums are reduced across lanes per block, so lane r of the accumulator is row r.
+#define PG_DOT8(NAME, WBLOCK, WEIGHTS, DOT)                                                       \
+    void NAME(int64_t n, const void *vw, int64_t w_stride, const void *va, float *out) {          \
+        const char *w = (const char *)vw;                                                         \
+        const pg_block_q8_0 *a = (const pg_block_q8_0 *)va;                                        \
+        const int64_t nb = n / PG_QK;                                                             \
+        __m256 acc = _mm256_setzero_ps();                                                         \
+        for (int64_t ib = 0; ib < nb; ib++) {                                                     \
+            const char *blk = w + ib * (int64_t)sizeof(WBLOCK);                                    \
+            const __m256i av = _mm256_loadu_si256((const __m256i *)a[ib].qs);                     \
+            const __m256i s = sum_lanes_8(                                                        \
+                DOT(WEIGHTS((const WBLOCK *)blk), av), DOT(WEIGHTS((const WBLOCK *)(blk + w_stride)), av), \
+                DOT(WEIGHTS((const WBLOCK *)(blk + 2 * w_stride)), av), DOT(WEIGHTS((const WBLOCK *)(blk + 3 * w_stride)), av), \
+                DOT(WEIGHTS((const WBLOCK *)(blk + 4 * w_stride)), av), DOT(WEIGHTS((const WBLOCK *)(blk + 5 * w_stride)), av), \
+                DOT(WEIGHTS((const WBLOCK *)(blk + 6 * w_stride)), av), DOT(WEIGHTS((const WBLOCK *)(blk + 7 * w_stride)), av)); \
+            const __m256 sc = _mm256_mul_ps(f16x8_strided(blk, w_stride), _mm256_set1_ps(f16_at(&a[ib])));      \
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc);                                \
+        }                                                                                         \
+        _mm256_storeu_ps(out, acc);                                                               \
+    }
+
+PG_DOT8(PG_FN(pg_vec_dot8_q4_0_q8_0), pg_block_q4_0, q4_0_weights, dot_q4_0)
+PG_DOT8(PG_FN(pg_vec_dot8_q5_0_q8_0), pg_block_q5_0, q5_0_weights, dot_q5_0)
+PG_DOT8(PG_FN(pg_vec_dot8_q8_0_q8_0), pg_block_q8_0, q8_0_weights, dot_i8_i8)
+
+// Prefill layout of eight weight rows, PG_PACK8_BYTES (ckernels.h) per block: 8 x 32 bytes where vector k
+// holds values 4k..4k+3 of rows 0..7 (four bytes per row, row r in lane r); then eight int32
+// corrections, -128 * (sum of row r's values in the block), which the VNNI levels start from
+// because they read the activations biased to a + 128; then the eight rows' scales as floats.
+
+// In place: q[r] holds dwords 0..7 of row r -> q[k] holds dword k of rows 0..7.
+static inline void transpose_8x8_i32(__m256i q[8]) {
+    const __m256i t0 = _mm256_unpacklo_epi32(q[0], q[1]), t1 = _mm256_unpackhi_epi32(q[0], q[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(q[2], q[3]), t3 = _mm256_unpackhi_epi32(q[2], q[3]);
+    const __m256i t4 = _mm256_unpacklo_epi32(q[4], q[5]), t5 = _mm256_unpackhi_epi32(q[4], q[5]);
+    const __m256i t6 = _mm256_unpacklo_epi32(q[6], q[7]), t7 = _mm256_unpackhi_epi32(q[6], q[7]);
+    const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+    const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+    const __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+    const __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+    q[0] = _mm256_permute2x128_si256(u0, u4, 0x20); q[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
+    q[1] = _mm256_permute2x128_si256(u1, u5, 0x20); q[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
+    q[2] = _mm256_permute2x128_si256(u2, u6, 0x20); q[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
+    q[3] = _mm256_permute2x128_si256(u3, u7, 0x20); q[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+}
+
+#define PG_PACK8(NAME, WBLOCK, WEIGHTS)                                                           \
+    void NAME(const void *vw, int64_t w_stride, int64_t nb, void *packed) {                       \
+        const char *w = (const char *)vw;                                                         \
+        uint8_t *o = (uint8_t *)packed;                                                           \
+        for (int64_t ib = 0; ib < nb; ib++) {                                                     \
+            const char *blk = w + ib * (int64_t)sizeof(WBLOCK);                                    \
+            uint8_t *ob = o + PG_PACK8_BYTES * ib;                                                \
+            __m256i q[8];                                                                         \
+            for (int r = 0; r < 8; r++) q[r] = WEIGHTS((const WBLOCK *)(blk + r * w_stride));     \
+            transpose_8x8_i32(q);                                                                 \
+            __m256i c = _mm256_setzero_si256();                                                   \
+            for (int k = 0; k < 8; k++) {                                                         \
+                _mm256_storeu_si256((__m256i *)(ob + 32 * k), q[k]);                              \
+                c = _mm256_add_epi32(c, PG_IDOT(_mm256_set1_epi8((char)0x80), q[k]));             \
+            }                                                                                     \
+            _mm256_storeu_si256((__m256i *)(ob + 256), _mm256_sub_epi32(_mm256_setzero_si256(), c)); \
+            _mm256_storeu_ps((float *)(ob + 288), f16x8_strided(blk, w_stride));                  \
         }                                                                                         \
     }
 
-PG_UNPACK_SIGNED(PG_FN(pg_unpack_q4_0_signed), pg_block_q4_0, q4_0_signed)
-PG_UNPACK_SIGNED(PG_FN(pg_unpack_q5_0_signed), pg_block_q5_0, q5_0_signed)
-PG_UNPACK_SIGNED(PG_FN(pg_unpack_q8_0_signed), pg_block_q8_0, q8_0_weights)
+PG_PACK8(PG_FN(pg_pack8_q4_0), pg_block_q4_0, q4_0_signed)
+PG_PACK8(PG_FN(pg_pack8_q5_0), pg_block_q5_0, q5_0_signed)
+PG_PACK8(PG_FN(pg_pack8_q8_0), pg_block_q8_0, q8_0_weights)
 
+// Eight packed weight rows against `tokens` activation rows: out[t * out_stride + r]. The VNNI
+// levels read the activations biased (pg_q8_0_bias_rows: 32 bytes per block, a_stride bytes per
+// row) and start each block's sum from the corrections, so one vpdpbusd per four values of
+// eight rows gives the exact sums; the others read the Q8_0 rows themselves and multiply |w| by
+// a with w's sign. Two partial sums per block shorten the dependency chains.
 #if PG_VNNI
-// Four biased activation rows (32 bytes per block, a_stride bytes apart) against an unpacked
-// weight row. The scale products of eight blocks for the four rows are formed together, then
-// each pair is one vpdpbusd, one conversion and one FMA.
-void PG_FN(pg_vec_dot4u_i8_q8_0)(int64_t nb, const void *unpacked, const float *wd, const void *va, int64_t a_stride,
-                                 const float *scales, int64_t scale_stride, float *out) {
-    const uint8_t *wq = (const uint8_t *)unpacked;
-    const uint8_t *a0 = (const uint8_t *)va, *a1 = a0 + a_stride, *a2 = a0 + 2 * a_stride, *a3 = a0 + 3 * a_stride;
-    __m256 e0 = _mm256_setzero_ps(), e1 = _mm256_setzero_ps(), e2 = _mm256_setzero_ps(), e3 = _mm256_setzero_ps();
-    __m256 o0 = _mm256_setzero_ps(), o1 = _mm256_setzero_ps(), o2 = _mm256_setzero_ps(), o3 = _mm256_setzero_ps();
-    float p[4][8];
-    for (int64_t ib0 = 0; ib0 < nb; ib0 += 8) {
-        const int64_t m = nb - ib0 < 8 ? nb - ib0 : 8;
-        if (m == 8) {
-            const __m256 dw = _mm256_loadu_ps(wd + ib0);
-            for (int t = 0; t < 4; t++) _mm256_storeu_ps(p[t], _mm256_mul_ps(dw, _mm256_loadu_ps(scales + t * scale_stride + ib0)));
-        } else {
-            for (int t = 0; t < 4; t++)
-                for (int64_t j = 0; j < m; j++) p[t][j] = wd[ib0 + j] * scales[t * scale_stride + ib0 + j];
-        }
-#define PG_PAIR(ACC, A, T, IB, J)                                                                 \
-    ACC = _mm256_fmadd_ps(_mm256_cvtepi32_ps(PG_DPBUSD(help, _mm256_loadu_si256((const __m256i *)(A + 32 * (IB))), q)), \
-                          _mm256_set1_ps(p[T][J]), ACC)
-#define PG_BLOCK_B(E0, E1, E2, E3, J)                                                             \
+#define PG_ABLOCK(T, B) ((const uint8_t *)va + (T) * a_stride + 32 * (B))
+#define PG_BLOCK_SUM(S, AB, PB)                                                                   \
+    __m256i S;                                                                                    \
     {                                                                                             \
-        const int64_t ib = ib0 + (J);                                                             \
-        const __m256i q = _mm256_loadu_si256((const __m256i *)(wq + 64 * ib));                    \
-        const __m256i help = _mm256_loadu_si256((const __m256i *)(wq + 64 * ib + 32));            \
-        PG_PAIR(E0, a0, 0, ib, J); PG_PAIR(E1, a1, 1, ib, J);                                     \
-        PG_PAIR(E2, a2, 2, ib, J); PG_PAIR(E3, a3, 3, ib, J);                                     \
+        __m256i s0 = _mm256_loadu_si256((const __m256i *)((PB) + 256)), s1 = _mm256_setzero_si256(); \
+        s0 = PG_DPBUSD(s0, _mm256_set1_epi32((int)pg_load_u32_x(AB)), _mm256_loadu_si256((const __m256i *)(PB))); \
+        s1 = PG_DPBUSD(s1, _mm256_set1_epi32((int)pg_load_u32_x((AB) + 4)), _mm256_loadu_si256((const __m256i *)((PB) + 32))); \
+        s0 = PG_DPBUSD(s0, _mm256_set1_epi32((int)pg_load_u32_x((AB) + 8)), _mm256_loadu_si256((const __m256i *)((PB) + 64))); \
+        s1 = PG_DPBUSD(s1, _mm256_set1_epi32((int)pg_load_u32_x((AB) + 12)), _mm256_loadu_si256((const __m256i *)((PB) + 96))); \
+        s0 = PG_DPBUSD(s0, _mm256_set1_epi32((int)pg_load_u32_x((AB) + 16)), _mm256_loadu_si256((const __m256i *)((PB) + 128))); \
+        s1 = PG_DPBUSD(s1, _mm256_set1_epi32((int)pg_load_u32_x((AB) + 20)), _mm256_loadu_si256((const __m256i *)((PB) + 160))); \
+        s0 = PG_DPBUSD(s0, _mm256_set1_epi32((int)pg_load_u32_x((AB) + 24)), _mm256_loadu_si256((const __m256i *)((PB) + 192))); \
+        s1 = PG_DPBUSD(s1, _mm256_set1_epi32((int)pg_load_u32_x((AB) + 28)), _mm256_loadu_si256((const __m256i *)((PB) + 224))); \
+        S = _mm256_add_epi32(s0, s1);                                                             \
     }
-        int64_t j = 0;
-        for (; j + 1 < m; j += 2) {
-            PG_BLOCK_B(e0, e1, e2, e3, j)
-            PG_BLOCK_B(o0, o1, o2, o3, j + 1)
+#else
+#define PG_ABLOCK(T, B) ((const uint8_t *)va + (T) * a_stride + (int64_t)sizeof(pg_block_q8_0) * (B) + 2)
+#define PG_SIGNED_STEP(ACC, AB, PB, K)                                                            \
+    {                                                                                             \
+        const __m256i wk = _mm256_loadu_si256((const __m256i *)((PB) + 32 * (K)));                \
+        const __m256i ak = _mm256_set1_epi32((int)pg_load_u32_x((AB) + 4 * (K)));                 \
+        ACC = _mm256_add_epi32(ACC, PG_IDOT(_mm256_sign_epi8(wk, wk), _mm256_sign_epi8(ak, wk))); \
+    }
+#define PG_BLOCK_SUM(S, AB, PB)                                                                   \
+    __m256i S;                                                                                    \
+    {                                                                                             \
+        __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();                         \
+        PG_SIGNED_STEP(s0, AB, PB, 0) PG_SIGNED_STEP(s1, AB, PB, 1)                               \
+        PG_SIGNED_STEP(s0, AB, PB, 2) PG_SIGNED_STEP(s1, AB, PB, 3)                               \
+        PG_SIGNED_STEP(s0, AB, PB, 4) PG_SIGNED_STEP(s1, AB, PB, 5)                               \
+        PG_SIGNED_STEP(s0, AB, PB, 6) PG_SIGNED_STEP(s1, AB, PB, 7)                               \
+        S = _mm256_add_epi32(s0, s1);                                                             \
+    }
+#endif
+
+static inline uint32_t pg_load_u32_x(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+#define PG_TOKEN_STEP(ACC, T)                                                                     \
+    {                                                                                             \
+        PG_BLOCK_SUM(s, PG_ABLOCK(T, ib), pb)                                                     \
+        ACC = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(scales[(T) * scale_stride + ib])), ACC); \
+    }
+
+void PG_FN(pg_gemm8_q8_0)(int64_t nb, const void *packed, const void *va, int64_t a_stride, int64_t tokens,
+                          const float *scales, int64_t scale_stride, float *out, int64_t out_stride) {
+    const uint8_t *p = (const uint8_t *)packed;
+    int64_t t = 0;
+    for (; t + 4 <= tokens; t += 4) {
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ib++) {
+            const uint8_t *pb = p + PG_PACK8_BYTES * ib;
+            const __m256 dw = _mm256_loadu_ps((const float *)(pb + 288));
+            PG_TOKEN_STEP(acc0, t)
+            PG_TOKEN_STEP(acc1, t + 1)
+            PG_TOKEN_STEP(acc2, t + 2)
+            PG_TOKEN_STEP(acc3, t + 3)
         }
-        if (j < m) PG_BLOCK_B(e0, e1, e2, e3, j)
-#undef PG_BLOCK_B
-#undef PG_PAIR
+        _mm256_storeu_ps(out + t * out_stride, acc0);
+        _mm256_storeu_ps(out + (t + 1) * out_stride, acc1);
+        _mm256_storeu_ps(out + (t + 2) * out_stride, acc2);
+        _mm256_storeu_ps(out + (t + 3) * out_stride, acc3);
     }
-    out[0] = hsum_f32x8(_mm256_add_ps(e0, o0));
-    out[1] = hsum_f32x8(_mm256_add_ps(e1, o1));
-    out[2] = hsum_f32x8(_mm256_add_ps(e2, o2));
-    out[3] = hsum_f32x8(_mm256_add_ps(e3, o3));
+    for (; t < tokens; t++) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ib++) {
+            const uint8_t *pb = p + PG_PACK8_BYTES * ib;
+            const __m256 dw = _mm256_loadu_ps((const float *)(pb + 288));
+            PG_TOKEN_STEP(acc, t)
+        }
+        _mm256_storeu_ps(out + t * out_stride, acc);
+    }
 }
 
+#undef PG_TOKEN_STEP
+#undef PG_BLOCK_SUM
+#undef PG_ABLOCK
+#ifdef PG_SIGNED_STEP
+#undef PG_SIGNED_STEP
+#endif
+
+#if PG_VNNI
 // Q8_0 activation rows as unsigned bytes a + 128, 32 per block with no scale between, for the
-// kernel above.
+// VNNI levels' pg_gemm8_q8_0.
 void PG_FN(pg_q8_0_bias_rows)(const void *va, int64_t a_stride, int64_t rows, int64_t n, void *out) {
     const int64_t nb = n / PG_QK;
     uint8_t *o = (uint8_t *)out;
@@ -426,42 +508,18 @@ void PG_FN(pg_q8_0_bias_rows)(const void *va, int64_t a_stride, int64_t rows, in
         }
     }
 }
-#else
-#define PG_ROW_STEP_U(ACC, A, IB, Q, QABS, T)                                               \
-    ACC = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&scales[(T) * scale_stride + (IB)])), \
-                          _mm256_cvtepi32_ps(PG_IDOT(QABS, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)A[IB].qs), Q))), ACC)
-
-// Unpacked block IB against the four rows, into accumulators A0..A3.
-#define PG_BLOCK_U(A0, A1, A2, A3, IB)                                                      \
-    {                                                                                             \
-        const __m256 dw = _mm256_broadcast_ss(&wd[IB]);                                           \
-        const __m256i q = _mm256_loadu_si256((const __m256i *)(wq + 64 * (IB)));                  \
-        const __m256i qa = _mm256_loadu_si256((const __m256i *)(wq + 64 * (IB) + 32));            \
-        PG_ROW_STEP_U(A0, a0, IB, q, qa, 0); PG_ROW_STEP_U(A1, a1, IB, q, qa, 1);      \
-        PG_ROW_STEP_U(A2, a2, IB, q, qa, 2); PG_ROW_STEP_U(A3, a3, IB, q, qa, 3);      \
-    }
-
-#define PG_DOT4U(NAME)                                                                            \
-    void NAME(int64_t nb, const void *unpacked, const float *wd, const void *va, int64_t a_stride, \
-                   const float *scales, int64_t scale_stride, float *out) {                       \
-        const uint8_t *wq = (const uint8_t *)unpacked;                                            \
-        PG_FOUR_ROWS(pg_block_q8_0);                                                              \
-        __m256 e0 = _mm256_setzero_ps(), e1 = _mm256_setzero_ps(), e2 = _mm256_setzero_ps(), e3 = _mm256_setzero_ps(); \
-        __m256 o0 = _mm256_setzero_ps(), o1 = _mm256_setzero_ps(), o2 = _mm256_setzero_ps(), o3 = _mm256_setzero_ps(); \
-        int64_t ib = 0;                                                                           \
-        for (; ib + 1 < nb; ib += 2) {                                                            \
-            PG_BLOCK_U(e0, e1, e2, e3, ib)                                                  \
-            PG_BLOCK_U(o0, o1, o2, o3, ib + 1)                                              \
-        }                                                                                         \
-        if (ib < nb) PG_BLOCK_U(e0, e1, e2, e3, ib)                                         \
-        out[0] = hsum_f32x8(_mm256_add_ps(e0, o0));                                               \
-        out[1] = hsum_f32x8(_mm256_add_ps(e1, o1));                                               \
-        out[2] = hsum_f32x8(_mm256_add_ps(e2, o2));                                               \
-        out[3] = hsum_f32x8(_mm256_add_ps(e3, o3));                                               \
-    }
-
-PG_DOT4U(PG_FN(pg_vec_dot4u_i8_q8_0))
 #endif
+PG_DOT32_WITH_MIN(PG_FN(pg_vec_dot_q4_1_q8_1), pg_block_q4_1, q4_1_weights)
+PG_DOT32_WITH_MIN(PG_FN(pg_vec_dot_q5_1_q8_1), pg_block_q5_1, q5_1_weights)
+
+// ---- Four activation rows per weight row (prefill), the formats with a min -------------------
+
+#define PG_FOUR_ROWS(ABLOCK)                                                                      \
+    const ABLOCK *a0 = (const ABLOCK *)va;                                                        \
+    const ABLOCK *a1 = (const ABLOCK *)((const char *)va + a_stride);                             \
+    const ABLOCK *a2 = (const ABLOCK *)((const char *)va + 2 * a_stride);                         \
+    const ABLOCK *a3 = (const ABLOCK *)((const char *)va + 3 * a_stride)
+
 
 // The same for the formats with a min (Q4_1, Q5_1, paired with Q8_1): the row unpacks into its
 // unsigned values (32 bytes per block) and (d, m) float pairs, the activations' (d, s) pairs come
@@ -536,23 +594,19 @@ void PG_FN(pg_q8_0_row_scales)(const void *va, int64_t a_stride, int64_t rows, i
     }
 }
 
-#undef PG_UNPACK_SIGNED
-#undef PG_UNPACK_HELP
 #ifdef PG_DPBUSD
 #undef PG_DPBUSD
 #endif
 #undef PG_UNPACK_UNSIGNED
 #undef PG_DOT4U_MIN
 #undef PG_ROW_STEP_MIN_U
-#undef PG_DOT4U
-#undef PG_BLOCK_U
-#undef PG_ROW_STEP_U
 #undef PG_FOUR_ROWS
-#undef PG_DOT32_SYMMETRIC
 #undef PG_DOT32_WITH_MIN
-#undef PG_STEP
 #undef PG_IDOT
 #undef PG_STEP_MIN
+#undef PG_DOT32_BLOCKWISE
+#undef PG_DOT8
+#undef PG_PACK8
 
 // ---- K-quants -------------------------------------------------------------------------------
 

@@ -80,6 +80,14 @@ public struct WeightKernels: @unchecked Sendable {
     public typealias Unpack = @convention(c) (UnsafeRawPointer?, Int64, UnsafeMutableRawPointer?, UnsafeMutablePointer<Float>?) -> Void
     public typealias UnpackedDot4 = @convention(c) (Int64, UnsafeRawPointer?, UnsafePointer<Float>?, UnsafeRawPointer?, Int64,
                                                     UnsafePointer<Float>?, Int64, UnsafeMutablePointer<Float>?) -> Void
+    /// Eight weight rows (a stride apart) with one activation row: (n, w, wStride, a, out[8]).
+    public typealias Dot8 = @convention(c) (Int64, UnsafeRawPointer?, Int64, UnsafeRawPointer?, UnsafeMutablePointer<Float>?) -> Void
+    /// Eight weight rows interleaved for `PackedGemm`: (w, wStride, blocks, packed).
+    public typealias Pack8 = @convention(c) (UnsafeRawPointer?, Int64, Int64, UnsafeMutableRawPointer?) -> Void
+    /// Eight packed rows against many tokens: (blocks, packed, a, aStride, tokens, scales,
+    /// scaleStride, out, outStride).
+    public typealias PackedGemm = @convention(c) (Int64, UnsafeRawPointer?, UnsafeRawPointer?, Int64, Int64, UnsafePointer<Float>?,
+                                                  Int64, UnsafeMutablePointer<Float>?, Int64) -> Void
 
     /// How prefill (four or more token rows) meets this weight type.
     public enum Prefill: Sendable, CustomStringConvertible {
@@ -87,20 +95,25 @@ public struct WeightKernels: @unchecked Sendable {
         case rowByRow
         /// K-quants: each weight block unpacked once for four token rows (`dot4`).
         case fourRows
-        /// 32-wide formats: the weight row unpacked once into bytes for every chunk of tokens.
+        /// Formats with a min (Q4_1, Q5_1): the weight row unpacked once into bytes for every
+        /// chunk of tokens.
         case unpackedRow
+        /// The Q8_0-paired formats: eight weight rows interleaved once, then met by every token
+        /// with one exact integer sum per (block, row) and one FMA per eight rows.
+        case packedRows
 
         public var description: String {
             switch self {
             case .rowByRow: "row by row"
             case .fourRows: "4 rows per weight block"
             case .unpackedRow: "unpacked row × 4 tokens"
+            case .packedRows: "8 interleaved rows × 4 tokens"
             }
         }
     }
 
     public let format: ActivationFormat
-    /// Whether `unpackedDot4` reads the activations biased to unsigned bytes
+    /// Whether `packedGemm` reads the activations biased to unsigned bytes
     /// (`KernelTable.biasRows`) rather than as Q8_0 blocks (the VNNI levels).
     public let biasedActivations: Bool
     /// Decode: one weight row with one quantized activation row (nil for float weights).
@@ -108,8 +121,27 @@ public struct WeightKernels: @unchecked Sendable {
     public let dot4: Dot4?
     public let unpack: Unpack?
     public let unpackedDot4: UnpackedDot4?
+    /// Decode of the Q8_0-paired formats, eight rows at a time (same result as `dot` per row).
+    public let dot8: Dot8?
+    public let pack8: Pack8?
+    public let packedGemm: PackedGemm?
 
-    public var prefill: Prefill { unpack != nil ? .unpackedRow : dot4 != nil ? .fourRows : .rowByRow }
+    init(format: ActivationFormat, biasedActivations: Bool = false, dot: Dot?, dot4: Dot4? = nil, unpack: Unpack? = nil,
+         unpackedDot4: UnpackedDot4? = nil, dot8: Dot8? = nil, pack8: Pack8? = nil, packedGemm: PackedGemm? = nil) {
+        self.format = format
+        self.biasedActivations = biasedActivations
+        self.dot = dot
+        self.dot4 = dot4
+        self.unpack = unpack
+        self.unpackedDot4 = unpackedDot4
+        self.dot8 = dot8
+        self.pack8 = pack8
+        self.packedGemm = packedGemm
+    }
+
+    public var prefill: Prefill {
+        packedGemm != nil ? .packedRows : unpack != nil ? .unpackedRow : dot4 != nil ? .fourRows : .rowByRow
+    }
 }
 
 /// Every kernel of one ISA level: per weight type, the activation quantizers and the scale
@@ -129,10 +161,11 @@ public struct KernelTable: @unchecked Sendable {
     public let biasRows: BiasRows?
     private let dots: [GGMLType: WeightKernels.Dot]
     private let dot4s: [GGMLType: WeightKernels.Dot4]
-    private let signedUnpacks: [GGMLType: WeightKernels.Unpack]
     private let unsignedUnpacks: [GGMLType: WeightKernels.Unpack]
-    private let unpackedDot4Signed: WeightKernels.UnpackedDot4?
     private let unpackedDot4Unsigned: WeightKernels.UnpackedDot4?
+    private let dot8s: [GGMLType: WeightKernels.Dot8]
+    private let pack8s: [GGMLType: WeightKernels.Pack8]
+    private let gemm8: WeightKernels.PackedGemm?
 
     /// The process's table, at `ISALevel.active`.
     public static let active = KernelTable(level: .active)
@@ -149,8 +182,9 @@ public struct KernelTable: @unchecked Sendable {
                     .q5_1: pg_vec_dot_q5_1_q8_1_ref, .q8_0: pg_vec_dot_q8_0_q8_0_ref, .q4_K: pg_vec_dot_q4_K_q8_K_ref,
                     .q5_K: pg_vec_dot_q5_K_q8_K_ref, .q6_K: pg_vec_dot_q6_K_q8_K_ref]
             dot4s = [:]
-            (signedUnpacks, unsignedUnpacks) = ([:], [:])
-            (unpackedDot4Signed, unpackedDot4Unsigned) = (nil, nil)
+            unsignedUnpacks = [:]
+            unpackedDot4Unsigned = nil
+            (dot8s, pack8s, gemm8) = ([:], [:], nil)
         case .avx2:
             (quantizeQ8_0, quantizeQ8_1, quantizeQ8_K) = (pg_quantize_row_q8_0_avx2, pg_quantize_row_q8_1_avx2, pg_quantize_row_q8_K_avx2)
             (q8_0RowScales, q8_1RowScales) = (pg_q8_0_row_scales_avx2, pg_q8_1_row_scales_avx2)
@@ -159,9 +193,11 @@ public struct KernelTable: @unchecked Sendable {
                     .q5_1: pg_vec_dot_q5_1_q8_1_avx2, .q8_0: pg_vec_dot_q8_0_q8_0_avx2, .q4_K: pg_vec_dot_q4_K_q8_K_avx2,
                     .q5_K: pg_vec_dot_q5_K_q8_K_avx2, .q6_K: pg_vec_dot_q6_K_q8_K_avx2]
             dot4s = [.q4_K: pg_vec_dot4_q4_K_q8_K_avx2, .q5_K: pg_vec_dot4_q5_K_q8_K_avx2, .q6_K: pg_vec_dot4_q6_K_q8_K_avx2]
-            signedUnpacks = [.q4_0: pg_unpack_q4_0_signed_avx2, .q5_0: pg_unpack_q5_0_signed_avx2, .q8_0: pg_unpack_q8_0_signed_avx2]
             unsignedUnpacks = [.q4_1: pg_unpack_q4_1_avx2, .q5_1: pg_unpack_q5_1_avx2]
-            (unpackedDot4Signed, unpackedDot4Unsigned) = (pg_vec_dot4u_i8_q8_0_avx2, pg_vec_dot4u_u8_q8_1_avx2)
+            unpackedDot4Unsigned = pg_vec_dot4u_u8_q8_1_avx2
+            dot8s = [.q4_0: pg_vec_dot8_q4_0_q8_0_avx2, .q5_0: pg_vec_dot8_q5_0_q8_0_avx2, .q8_0: pg_vec_dot8_q8_0_q8_0_avx2]
+            pack8s = [.q4_0: pg_pack8_q4_0_avx2, .q5_0: pg_pack8_q5_0_avx2, .q8_0: pg_pack8_q8_0_avx2]
+            gemm8 = pg_gemm8_q8_0_avx2
         case .avxVNNI:
             (quantizeQ8_0, quantizeQ8_1, quantizeQ8_K) = (pg_quantize_row_q8_0_avxvnni, pg_quantize_row_q8_1_avxvnni, pg_quantize_row_q8_K_avxvnni)
             (q8_0RowScales, q8_1RowScales) = (pg_q8_0_row_scales_avxvnni, pg_q8_1_row_scales_avxvnni)
@@ -170,9 +206,11 @@ public struct KernelTable: @unchecked Sendable {
                     .q5_1: pg_vec_dot_q5_1_q8_1_avxvnni, .q8_0: pg_vec_dot_q8_0_q8_0_avxvnni, .q4_K: pg_vec_dot_q4_K_q8_K_avxvnni,
                     .q5_K: pg_vec_dot_q5_K_q8_K_avxvnni, .q6_K: pg_vec_dot_q6_K_q8_K_avxvnni]
             dot4s = [.q4_K: pg_vec_dot4_q4_K_q8_K_avxvnni, .q5_K: pg_vec_dot4_q5_K_q8_K_avxvnni, .q6_K: pg_vec_dot4_q6_K_q8_K_avxvnni]
-            signedUnpacks = [.q4_0: pg_unpack_q4_0_signed_avxvnni, .q5_0: pg_unpack_q5_0_signed_avxvnni, .q8_0: pg_unpack_q8_0_signed_avxvnni]
             unsignedUnpacks = [.q4_1: pg_unpack_q4_1_avxvnni, .q5_1: pg_unpack_q5_1_avxvnni]
-            (unpackedDot4Signed, unpackedDot4Unsigned) = (pg_vec_dot4u_i8_q8_0_avxvnni, pg_vec_dot4u_u8_q8_1_avxvnni)
+            unpackedDot4Unsigned = pg_vec_dot4u_u8_q8_1_avxvnni
+            dot8s = [.q4_0: pg_vec_dot8_q4_0_q8_0_avxvnni, .q5_0: pg_vec_dot8_q5_0_q8_0_avxvnni, .q8_0: pg_vec_dot8_q8_0_q8_0_avxvnni]
+            pack8s = [.q4_0: pg_pack8_q4_0_avxvnni, .q5_0: pg_pack8_q5_0_avxvnni, .q8_0: pg_pack8_q8_0_avxvnni]
+            gemm8 = pg_gemm8_q8_0_avxvnni
         case .avx512:
             (quantizeQ8_0, quantizeQ8_1, quantizeQ8_K) = (pg_quantize_row_q8_0_avx512, pg_quantize_row_q8_1_avx512, pg_quantize_row_q8_K_avx512)
             (q8_0RowScales, q8_1RowScales) = (pg_q8_0_row_scales_avx512, pg_q8_1_row_scales_avx512)
@@ -181,22 +219,24 @@ public struct KernelTable: @unchecked Sendable {
                     .q5_1: pg_vec_dot_q5_1_q8_1_avx512, .q8_0: pg_vec_dot_q8_0_q8_0_avx512, .q4_K: pg_vec_dot_q4_K_q8_K_avx512,
                     .q5_K: pg_vec_dot_q5_K_q8_K_avx512, .q6_K: pg_vec_dot_q6_K_q8_K_avx512]
             dot4s = [.q4_K: pg_vec_dot4_q4_K_q8_K_avx512, .q5_K: pg_vec_dot4_q5_K_q8_K_avx512, .q6_K: pg_vec_dot4_q6_K_q8_K_avx512]
-            signedUnpacks = [.q4_0: pg_unpack_q4_0_signed_avx512, .q5_0: pg_unpack_q5_0_signed_avx512, .q8_0: pg_unpack_q8_0_signed_avx512]
             unsignedUnpacks = [.q4_1: pg_unpack_q4_1_avx512, .q5_1: pg_unpack_q5_1_avx512]
-            (unpackedDot4Signed, unpackedDot4Unsigned) = (pg_vec_dot4u_i8_q8_0_avx512, pg_vec_dot4u_u8_q8_1_avx512)
+            unpackedDot4Unsigned = pg_vec_dot4u_u8_q8_1_avx512
+            dot8s = [.q4_0: pg_vec_dot8_q4_0_q8_0_avx512, .q5_0: pg_vec_dot8_q5_0_q8_0_avx512, .q8_0: pg_vec_dot8_q8_0_q8_0_avx512]
+            pack8s = [.q4_0: pg_pack8_q4_0_avx512, .q5_0: pg_pack8_q5_0_avx512, .q8_0: pg_pack8_q8_0_avx512]
+            gemm8 = pg_gemm8_q8_0_avx512
         }
     }
 
     /// The kernels for weights of `type`.
     public func kernels(for type: GGMLType) -> WeightKernels {
         let format = ActivationFormat(pairingWith: type)
-        if let u = signedUnpacks[type], let d = unpackedDot4Signed {
-            return WeightKernels(format: format, biasedActivations: biasRows != nil, dot: dots[type], dot4: nil, unpack: u, unpackedDot4: d)
+        if let p = pack8s[type], let g = gemm8 {
+            return WeightKernels(format: format, biasedActivations: biasRows != nil, dot: dots[type], dot8: dot8s[type], pack8: p, packedGemm: g)
         }
         if let u = unsignedUnpacks[type], let d = unpackedDot4Unsigned {
-            return WeightKernels(format: format, biasedActivations: false, dot: dots[type], dot4: nil, unpack: u, unpackedDot4: d)
+            return WeightKernels(format: format, dot: dots[type], unpack: u, unpackedDot4: d)
         }
-        return WeightKernels(format: format, biasedActivations: false, dot: dots[type], dot4: dot4s[type], unpack: nil, unpackedDot4: nil)
+        return WeightKernels(format: format, dot: dots[type], dot4: dot4s[type])
     }
 
     /// The quantizer for one activation format (nil for f32, which is copied).
@@ -227,7 +267,7 @@ public struct KernelTable: @unchecked Sendable {
         types.map { t in
             let k = kernels(for: t)
             guard k.dot != nil else { return "\(t): float rows (\(level >= .avx2 ? "AVX2" : "C"))" }
-            return "\(t): \(level) dot with \(k.format), prefill \(k.prefill)"
+            return "\(t): \(level) dot\(k.dot8 != nil ? " (8 rows at a time)" : "") with \(k.format), prefill \(k.prefill)"
         }
     }
 }

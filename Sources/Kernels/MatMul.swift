@@ -106,12 +106,20 @@ public enum MatMul {
                     continue
                 }
                 var done = 0
-                if tokens >= 4, let unpack = kernels.unpack, let dot4 = kernels.unpackedDot4 {
+                if tokens >= 4, let pack = kernels.pack8, let gemm = kernels.packedGemm {
+                    done = packedRows(w, rows: rows, act: act, pack: pack, gemm: gemm, dot: dot, out: outputs[i])
+                } else if tokens >= 4, let unpack = kernels.unpack, let dot4 = kernels.unpackedDot4 {
                     done = unpackedRows(w, rows: rows, act: act, unpack: unpack, dot4: dot4, out: outputs[i])
                 } else if tokens >= 4, let dot4 = kernels.dot4 {
                     done = fourRowBlocks(w, rows: rows, act: act, dot4: dot4, out: outputs[i])
                 }
-                if done < tokens { rowByRow(w, rows: rows, act: act, tokens: done ..< tokens, dot: dot, out: outputs[i]) }
+                if done < tokens {
+                    if let dot8 = kernels.dot8 {
+                        rowGroups(w, rows: rows, act: act, tokens: done ..< tokens, dot8: dot8, dot: dot, out: outputs[i])
+                    } else {
+                        rowByRow(w, rows: rows, act: act, tokens: done ..< tokens, dot: dot, out: outputs[i])
+                    }
+                }
             }
         }
     }
@@ -142,6 +150,43 @@ public enum MatMul {
             let wr = w.row(r)
             for t in tokens { out[t * w.rows + r] = dot(n, wr, act.row(t)) }
         }
+    }
+
+    /// Decode of the Q8_0-paired formats: eight weight rows per call, the rows left over one by
+    /// one (the kernels fold in the same order, so the grouping never changes a result).
+    @inline(__always)
+    static func rowGroups(_ w: WeightMatrix, rows: Range<Int>, act: Activations, tokens: Range<Int>,
+                          dot8: WeightKernels.Dot8, dot: WeightKernels.Dot, out: UnsafeMutablePointer<Float>) {
+        let n = Int64(w.columns)
+        let grouped = rows.lowerBound + (rows.count - rows.count % 8)
+        var r = rows.lowerBound
+        while r < grouped {
+            for t in tokens { dot8(n, w.row(r), Int64(w.rowBytes), act.row(t), out + t * w.rows + r) }
+            r += 8
+        }
+        rowByRow(w, rows: grouped ..< rows.upperBound, act: act, tokens: tokens, dot: dot, out: out)
+    }
+
+    /// Prefill of the Q8_0-paired formats: eight weight rows interleaved once into a buffer that
+    /// stays in L1, then met by every token (whose activations stream from L2). The rows left
+    /// over go one by one. Returns the number of tokens covered: all of them.
+    static func packedRows(_ w: WeightMatrix, rows: Range<Int>, act: Activations, pack: WeightKernels.Pack8,
+                           gemm: WeightKernels.PackedGemm, dot: WeightKernels.Dot, out: UnsafeMutablePointer<Float>) -> Int {
+        let nb = w.columns / 32
+        let grouped = rows.lowerBound + (rows.count - rows.count % 8)
+        let aData = act.prefillData ?? act.data
+        let aStride = act.prefillData == nil ? act.stride : act.prefillStride
+        withUnsafeTemporaryAllocation(byteCount: Int(PG_PACK8_BYTES) * nb, alignment: 64) { buffer in
+            guard let packed = buffer.baseAddress else { return }
+            var r = rows.lowerBound
+            while r < grouped {
+                pack(w.row(r), Int64(w.rowBytes), Int64(nb), packed)
+                gemm(Int64(nb), packed, aData, Int64(aStride), Int64(act.tokens), act.scales, Int64(nb), out + r, Int64(w.rows))
+                r += 8
+            }
+        }
+        rowByRow(w, rows: grouped ..< rows.upperBound, act: act, tokens: 0 ..< act.tokens, dot: dot, out: out)
+        return act.tokens
     }
 
     /// K-quant prefill: each weight block unpacked once for four token rows. Returns how many

@@ -6,16 +6,15 @@ import Testing
 
 /// The prefill kernels of the 32-wide formats equal the single-row kernels.
 @Suite struct UnpackedMultiRowTests {
-    /// Prefill unpacks a weight row once and meets four activation rows at a time; the result
-    /// must equal the single-row kernel bit for bit, at every SIMD level this CPU has, so
-    /// prefill agrees with decode whatever the batch.
-    @Test(arguments: [GGMLType.q4_0, .q5_0, .q8_0, .q4_1, .q5_1], KernelTable.simdLevels)
+    /// Prefill of the formats with a min unpacks a weight row once and meets four activation
+    /// rows at a time; the result must equal the single-row kernel bit for bit, at every SIMD
+    /// level this CPU has, so prefill agrees with decode whatever the batch.
+    @Test(arguments: [GGMLType.q4_1, .q5_1], KernelTable.simdLevels)
     func unpackedFourRowsEqualSingleRows(_ type: GGMLType, _ level: ISALevel) throws {
         let table = KernelTable(level: level)
         let k = table.kernels(for: type)
         let single = try #require(k.dot)
-        let withMin = type == .q4_1 || type == .q5_1
-        let format: ActivationFormat = withMin ? .q8_1 : .q8_0
+        let format = ActivationFormat.q8_1
         let unpack = try #require(k.unpack)
         let kernels = [("\(level)", try #require(k.unpackedDot4))]
         let rowScales = try #require(table.rowScales(format))
@@ -52,6 +51,70 @@ import Testing
                     for t in 0 ..< 4 {
                         let expected = single(Int64(n), wb.baseAddress, ab.baseAddress! + t * stride)
                         #expect(out[t].bitPattern == expected.bitPattern, "\(type) \(name) n=\(n) row \(t)")
+                    }
+                }
+            } }
+        }
+    }
+
+    /// The Q8_0-paired formats: the C twin, the single-row kernel, the eight-row decode kernel
+    /// and the packed prefill kernel (four tokens at a time and the tokens left over) give the
+    /// same floats bit for bit, at every SIMD level, for 11 rows (a group of eight and three
+    /// left over) and 7 tokens.
+    @Test(arguments: [GGMLType.q4_0, .q5_0, .q8_0], KernelTable.simdLevels)
+    func packedRowsAndEightRowDecodeEqualTheCTwin(_ type: GGMLType, _ level: ISALevel) throws {
+        let table = KernelTable(level: level)
+        let k = table.kernels(for: type)
+        let single = try #require(k.dot), dot8 = try #require(k.dot8)
+        let pack = try #require(k.pack8), gemm = try #require(k.packedGemm)
+        let twin = try #require(KernelTable(level: .reference).kernels(for: type).dot)
+        let rowScales = try #require(table.rowScales(.q8_0))
+        #expect(k.prefill == .packedRows)
+        var rng = SplitMix64(seed: 777 + UInt64(type.rawValue))
+        let rows = 11, tokens = 7
+        for n in [32, 96, 896, 4864] {
+            let nb = n / 32
+            let w = RandomBlocks.row(type, count: rows * n, scale: 0.05, rng: &rng)
+            let wStride = w.count / rows
+            let stride = ActivationFormat.q8_0.rowBytes(n)
+            // Full-range activations, so the int8 products reach their largest magnitudes.
+            let x = rng.floats(tokens * n, in: -3 ... 3)
+            var act = [UInt8](repeating: 0, count: tokens * stride)
+            act.withUnsafeMutableBytes { MatMul.quantizeActivations(.q8_0, x, tokens: tokens, columns: n, into: $0.baseAddress!, table: table) }
+            var scales = [Float](repeating: 0, count: tokens * nb)
+            var biased = [UInt8](repeating: 0, count: tokens * n)
+            try w.withUnsafeBytes { wb in try act.withUnsafeBytes { ab in
+                let wp = try #require(wb.baseAddress), ap = try #require(ab.baseAddress)
+                rowScales(ap, Int64(stride), Int64(tokens), Int64(n), &scales)
+                if k.biasedActivations, let bias = table.biasRows {
+                    biased.withUnsafeMutableBytes { bias(ap, Int64(stride), Int64(tokens), Int64(n), $0.baseAddress) }
+                }
+                func expected(_ r: Int, _ t: Int) -> Float { twin(Int64(n), wp + r * wStride, ap + t * stride) }
+                for r in 0 ..< rows {
+                    for t in 0 ..< tokens {
+                        let got = single(Int64(n), wp + r * wStride, ap + t * stride)
+                        #expect(got.bitPattern == expected(r, t).bitPattern, "\(type) \(level) single n=\(n) row \(r) token \(t): \(got) vs \(expected(r, t))")
+                    }
+                }
+                for first in [0, 3] {
+                    for t in 0 ..< tokens {
+                        var eight = [Float](repeating: .nan, count: 8)
+                        dot8(Int64(n), wp + first * wStride, Int64(wStride), ap + t * stride, &eight)
+                        for j in 0 ..< 8 {
+                            #expect(eight[j].bitPattern == expected(first + j, t).bitPattern, "\(type) \(level) dot8 n=\(n) row \(first + j) token \(t)")
+                        }
+                    }
+                    var packed = [UInt8](repeating: 0, count: Int(PG_PACK8_BYTES) * nb)
+                    packed.withUnsafeMutableBytes { pack(wp + first * wStride, Int64(wStride), Int64(nb), $0.baseAddress) }
+                    var out = [Float](repeating: .nan, count: tokens * 8)
+                    biased.withUnsafeBytes { bb in
+                        let (a, aStride) = k.biasedActivations ? (bb.baseAddress, n) : (ap, stride)
+                        packed.withUnsafeBytes { gemm(Int64(nb), $0.baseAddress, a, Int64(aStride), Int64(tokens), scales, Int64(nb), &out, 8) }
+                    }
+                    for t in 0 ..< tokens {
+                        for j in 0 ..< 8 {
+                            #expect(out[t * 8 + j].bitPattern == expected(first + j, t).bitPattern, "\(type) \(level) packed n=\(n) row \(first + j) token \(t)")
+                        }
                     }
                 }
             } }

@@ -69,15 +69,20 @@ float pg_vec_dot_q6_K_q8_K_ref(int64_t n, const void *w, const void *a);
 // - pg_vec_dot4_<K-quant>: out[i] = pg_vec_dot_<w>_<a>(n, w, a + i * a_stride) for
 //   0 <= i < count, 1 <= count <= 4, equal bit for bit to the single-row kernel, but each weight
 //   block is unpacked once for all rows.
-// - The Q8_0-paired formats (Q4_0, Q5_0, Q8_0): pg_unpack_*_signed unpacks a weight row of nb
-//   blocks once into `unpacked` (64 bytes per block: 32 signed values, then their absolute
-//   values) and `wd` (each block's scale as a float); pg_vec_dot4u_i8_q8_0 meets four Q8_0
-//   activation rows (a_stride bytes apart) with it, reading each activation block's scale as a
-//   float (scales[t * scale_stride + b] = d of block b of row t, from pg_q8_0_row_scales).
+// - The Q8_0-paired formats (Q4_0, Q5_0, Q8_0) fold every row in one order,
+//   acc = fma((float)isum_b, d_w[b] * d_a[b], acc) over blocks b from acc = 0, with isum_b the
+//   block's exact integer dot product; the single-row kernels, the _ref twins and the kernels
+//   below all do, so each equals the others bit for bit. pg_vec_dot8_*: eight weight rows
+//   (w_stride bytes apart) with one activation row, out[0..7] (decode). pg_pack8_* writes eight
+//   weight rows of nb blocks interleaved, PG_PACK8_BYTES (320) per block; pg_gemm8_q8_0 meets
+//   them with `tokens` activation rows (a_stride bytes apart), reading each activation block's
+//   scale as a float (scales[t * scale_stride + b], from pg_q8_0_row_scales), and writes
+//   out[t * out_stride + r] for the eight rows r.
 // - The formats with a min (Q4_1, Q5_1) with Q8_1 activations: the row unpacks into unsigned
 //   values (32 bytes per block) and (d, m) float pairs `wdm`; the activations' (d, s) come as
 //   float pairs from pg_q8_1_row_scales (ds[2 * (t * ds_stride + b)]).
 // All are bit-identical to the single-row kernels, and every level gives the same results.
+#define PG_PACK8_BYTES 320
 #define PG_DECLARE_QUANT_KERNELS(S)                                                                        \
     void pg_quantize_row_q8_0##S(const float *x, void *y, int64_t n);                                    \
     void pg_quantize_row_q8_1##S(const float *x, void *y, int64_t n);                                    \
@@ -93,11 +98,14 @@ float pg_vec_dot_q6_K_q8_K_ref(int64_t n, const void *w, const void *a);
     void pg_vec_dot4_q4_K_q8_K##S(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out); \
     void pg_vec_dot4_q5_K_q8_K##S(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out); \
     void pg_vec_dot4_q6_K_q8_K##S(int64_t n, const void *w, const void *a, int64_t a_stride, int64_t count, float *out); \
-    void pg_unpack_q4_0_signed##S(const void *w, int64_t nb, void *unpacked, float *wd);                 \
-    void pg_unpack_q5_0_signed##S(const void *w, int64_t nb, void *unpacked, float *wd);                 \
-    void pg_unpack_q8_0_signed##S(const void *w, int64_t nb, void *unpacked, float *wd);                 \
-    void pg_vec_dot4u_i8_q8_0##S(int64_t nb, const void *unpacked, const float *wd, const void *a, int64_t a_stride, \
-                                 const float *scales, int64_t scale_stride, float *out);                \
+    void pg_vec_dot8_q4_0_q8_0##S(int64_t n, const void *w, int64_t w_stride, const void *a, float *out);  \
+    void pg_vec_dot8_q5_0_q8_0##S(int64_t n, const void *w, int64_t w_stride, const void *a, float *out);  \
+    void pg_vec_dot8_q8_0_q8_0##S(int64_t n, const void *w, int64_t w_stride, const void *a, float *out);  \
+    void pg_pack8_q4_0##S(const void *w, int64_t w_stride, int64_t nb, void *packed);                   \
+    void pg_pack8_q5_0##S(const void *w, int64_t w_stride, int64_t nb, void *packed);                   \
+    void pg_pack8_q8_0##S(const void *w, int64_t w_stride, int64_t nb, void *packed);                   \
+    void pg_gemm8_q8_0##S(int64_t nb, const void *packed, const void *a, int64_t a_stride, int64_t tokens, \
+                          const float *scales, int64_t scale_stride, float *out, int64_t out_stride);   \
     void pg_unpack_q4_1##S(const void *w, int64_t nb, void *unpacked, float *wdm);                       \
     void pg_unpack_q5_1##S(const void *w, int64_t nb, void *unpacked, float *wdm);                       \
     void pg_q8_1_row_scales##S(const void *a, int64_t a_stride, int64_t rows, int64_t n, float *ds);     \
@@ -109,10 +117,9 @@ PG_DECLARE_QUANT_KERNELS(_avx2)
 PG_DECLARE_QUANT_KERNELS(_avxvnni)
 PG_DECLARE_QUANT_KERNELS(_avx512)
 
-// The VNNI levels' pg_vec_dot4u_i8_q8_0 reads the activations biased to unsigned bytes instead
-// of Q8_0 blocks: `rows` rows of n values, a + 128 per value, 32 bytes per block with nothing
-// between, n bytes per row (and a_stride = n); and their unpacked rows carry per-lane
-// corrections instead of |w| (quants_x86_body.h). The results are the same.
+// The VNNI levels' pg_gemm8_q8_0 reads the activations biased to unsigned bytes instead of Q8_0
+// blocks: `rows` rows of n values, a + 128 per value, 32 bytes per block with nothing between,
+// n bytes per row (and a_stride = n). The results are the same.
 void pg_q8_0_bias_rows_avxvnni(const void *a, int64_t a_stride, int64_t rows, int64_t n, void *out);
 void pg_q8_0_bias_rows_avx512(const void *a, int64_t a_stride, int64_t rows, int64_t n, void *out);
 
@@ -158,6 +165,10 @@ void pg_attend_head_f32_ref(const float *q, const float *k, const float *v, int6
                             int64_t head_dim, float scale, float *scores, float *out);
 void pg_attend_head_f32_avx2(const float *q, const float *k, const float *v, int64_t stride, int64_t span,
                              int64_t head_dim, float scale, float *scores, float *out);
+// The same arithmetic as the AVX2 kernel in zmm registers, equal to it bit for bit; head sizes
+// that are not a multiple of 16 run the AVX2 kernel. Only where AVX-512 is supported.
+void pg_attend_head_f32_avx512(const float *q, const float *k, const float *v, int64_t stride, int64_t span,
+                               int64_t head_dim, float scale, float *scores, float *out);
 
 // Streams n floats with 256-bit loads and returns their sum, so a benchmark can measure the
 // machine's read bandwidth without the compiler discarding the loads.
