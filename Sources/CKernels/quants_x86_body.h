@@ -391,33 +391,42 @@ static inline void transpose_8x8_i32(__m256i q[8]) {
     q[3] = _mm256_permute2x128_si256(u3, u7, 0x20); q[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
 }
 
-#define PG_PACK8(NAME, WBLOCK, WEIGHTS)                                                           \
+// G groups of eight rows (G = 1, or 2 for the AVX-512 sixteen-row layout, where each 64-byte
+// vector holds group 0's 32 bytes and then group 1's, so lane r of a zmm is row r).
+#define PG_PACK_ROWS(NAME, WBLOCK, WEIGHTS, G)                                                   \
     void NAME(const void *vw, int64_t w_stride, int64_t nb, void *packed) {                       \
         const char *w = (const char *)vw;                                                         \
         uint8_t *o = (uint8_t *)packed;                                                           \
-        const char *next = w + 8 * w_stride;                                                      \
-        const int64_t lines = (8 * w_stride + 63) / 64, per_block = (lines + nb - 1) / nb;        \
+        const char *next = w + 8 * (G) * w_stride;                                                \
+        const int64_t lines = (8 * (G) * w_stride + 63) / 64, per_block = (lines + nb - 1) / nb;  \
         for (int64_t ib = 0; ib < nb; ib++) {                                                     \
-            const char *blk = w + ib * (int64_t)sizeof(WBLOCK);                                    \
             for (int64_t l = ib * per_block; l < (ib + 1) * per_block && l < lines; l++)          \
                 _mm_prefetch(next + 64 * l, _MM_HINT_T1);                                         \
-            uint8_t *ob = o + PG_PACK8_BYTES * ib;                                                \
-            __m256i q[8];                                                                         \
-            for (int r = 0; r < 8; r++) q[r] = WEIGHTS((const WBLOCK *)(blk + r * w_stride));     \
-            transpose_8x8_i32(q);                                                                 \
-            __m256i c = _mm256_setzero_si256();                                                   \
-            for (int k = 0; k < 8; k++) {                                                         \
-                _mm256_storeu_si256((__m256i *)(ob + 32 * k), q[k]);                              \
-                c = _mm256_add_epi32(c, PG_IDOT(_mm256_set1_epi8((char)0x80), q[k]));             \
+            uint8_t *ob = o + PG_PACK8_BYTES * (G) * ib;                                          \
+            for (int g = 0; g < (G); g++) {                                                       \
+                const char *blk = w + ib * (int64_t)sizeof(WBLOCK) + 8 * g * w_stride;            \
+                __m256i q[8];                                                                     \
+                for (int r = 0; r < 8; r++) q[r] = WEIGHTS((const WBLOCK *)(blk + r * w_stride)); \
+                transpose_8x8_i32(q);                                                             \
+                __m256i c = _mm256_setzero_si256();                                               \
+                for (int k = 0; k < 8; k++) {                                                     \
+                    _mm256_storeu_si256((__m256i *)(ob + 32 * ((G) * k + g)), q[k]);              \
+                    c = _mm256_add_epi32(c, PG_IDOT(_mm256_set1_epi8((char)0x80), q[k]));         \
+                }                                                                                 \
+                _mm256_storeu_si256((__m256i *)(ob + 256 * (G) + 32 * g), _mm256_sub_epi32(_mm256_setzero_si256(), c)); \
+                _mm256_storeu_ps((float *)(ob + 288 * (G) + 32 * g), f16x8_strided(blk, w_stride)); \
             }                                                                                     \
-            _mm256_storeu_si256((__m256i *)(ob + 256), _mm256_sub_epi32(_mm256_setzero_si256(), c)); \
-            _mm256_storeu_ps((float *)(ob + 288), f16x8_strided(blk, w_stride));                  \
         }                                                                                         \
     }
 
-PG_PACK8(PG_FN(pg_pack8_q4_0), pg_block_q4_0, q4_0_signed)
-PG_PACK8(PG_FN(pg_pack8_q5_0), pg_block_q5_0, q5_0_signed)
-PG_PACK8(PG_FN(pg_pack8_q8_0), pg_block_q8_0, q8_0_weights)
+PG_PACK_ROWS(PG_FN(pg_pack8_q4_0), pg_block_q4_0, q4_0_signed, 1)
+PG_PACK_ROWS(PG_FN(pg_pack8_q5_0), pg_block_q5_0, q5_0_signed, 1)
+PG_PACK_ROWS(PG_FN(pg_pack8_q8_0), pg_block_q8_0, q8_0_weights, 1)
+#if PG_VNNI == 2
+PG_PACK_ROWS(PG_FN(pg_pack16_q4_0), pg_block_q4_0, q4_0_signed, 2)
+PG_PACK_ROWS(PG_FN(pg_pack16_q5_0), pg_block_q5_0, q5_0_signed, 2)
+PG_PACK_ROWS(PG_FN(pg_pack16_q8_0), pg_block_q8_0, q8_0_weights, 2)
+#endif
 
 // Eight packed weight rows against `tokens` activation rows: out[t * out_stride + r]. The VNNI
 // levels read the activations biased (pg_q8_0_bias_rows: 32 bytes per block, a_stride bytes per
@@ -497,6 +506,57 @@ void PG_FN(pg_gemm8_q8_0)(int64_t nb, const void *packed, const void *va, int64_
         _mm256_storeu_ps(out + t * out_stride, acc);
     }
 }
+
+#if PG_VNNI == 2
+// Sixteen packed rows (pg_pack16_*) in zmm registers: the same integer sums and the same float
+// steps per lane as pg_gemm8_q8_0, so the same results, with each broadcast activation word
+// serving sixteen rows.
+#define PG_DPBUSD16(ACC, AB, PB, K)                                                               \
+    _mm512_dpbusd_epi32(ACC, _mm512_set1_epi32((int)pg_load_u32_x((AB) + 4 * (K))), _mm512_loadu_si512((const void *)((PB) + 64 * (K))))
+#define PG_TOKEN_STEP16(ACC, T)                                                                   \
+    {                                                                                             \
+        const uint8_t *ab = PG_ABLOCK(T, ib);                                                     \
+        __m512i s0 = _mm512_loadu_si512((const void *)(pb + 512)), s1 = _mm512_setzero_si512();   \
+        s0 = PG_DPBUSD16(s0, ab, pb, 0); s1 = PG_DPBUSD16(s1, ab, pb, 1);                         \
+        s0 = PG_DPBUSD16(s0, ab, pb, 2); s1 = PG_DPBUSD16(s1, ab, pb, 3);                         \
+        s0 = PG_DPBUSD16(s0, ab, pb, 4); s1 = PG_DPBUSD16(s1, ab, pb, 5);                         \
+        s0 = PG_DPBUSD16(s0, ab, pb, 6); s1 = PG_DPBUSD16(s1, ab, pb, 7);                         \
+        ACC = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)),                       \
+                              _mm512_mul_ps(dw, _mm512_set1_ps(scales[(T) * scale_stride + ib])), ACC); \
+    }
+
+void PG_FN(pg_gemm16_q8_0)(int64_t nb, const void *packed, const void *va, int64_t a_stride, int64_t tokens,
+                           const float *scales, int64_t scale_stride, float *out, int64_t out_stride) {
+    const uint8_t *p = (const uint8_t *)packed;
+    int64_t t = 0;
+    for (; t + 4 <= tokens; t += 4) {
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ib++) {
+            const uint8_t *pb = p + 2 * PG_PACK8_BYTES * ib;
+            const __m512 dw = _mm512_loadu_ps((const float *)(pb + 576));
+            PG_TOKEN_STEP16(acc0, t)
+            PG_TOKEN_STEP16(acc1, t + 1)
+            PG_TOKEN_STEP16(acc2, t + 2)
+            PG_TOKEN_STEP16(acc3, t + 3)
+        }
+        _mm512_storeu_ps(out + t * out_stride, acc0);
+        _mm512_storeu_ps(out + (t + 1) * out_stride, acc1);
+        _mm512_storeu_ps(out + (t + 2) * out_stride, acc2);
+        _mm512_storeu_ps(out + (t + 3) * out_stride, acc3);
+    }
+    for (; t < tokens; t++) {
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ib++) {
+            const uint8_t *pb = p + 2 * PG_PACK8_BYTES * ib;
+            const __m512 dw = _mm512_loadu_ps((const float *)(pb + 576));
+            PG_TOKEN_STEP16(acc, t)
+        }
+        _mm512_storeu_ps(out + t * out_stride, acc);
+    }
+}
+#undef PG_TOKEN_STEP16
+#undef PG_DPBUSD16
+#endif
 
 #undef PG_TOKEN_STEP
 #undef PG_BLOCK_SUM
@@ -617,7 +677,7 @@ void PG_FN(pg_q8_0_row_scales)(const void *va, int64_t a_stride, int64_t rows, i
 #undef PG_STEP_MIN
 #undef PG_DOT32_BLOCKWISE
 #undef PG_DOT8
-#undef PG_PACK8
+#undef PG_PACK_ROWS
 
 // ---- K-quants -------------------------------------------------------------------------------
 

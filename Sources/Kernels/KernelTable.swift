@@ -107,7 +107,7 @@ public struct WeightKernels: @unchecked Sendable {
             case .rowByRow: "row by row"
             case .fourRows: "4 rows per weight block"
             case .unpackedRow: "unpacked row × 4 tokens"
-            case .packedRows: "8 interleaved rows × 4 tokens"
+            case .packedRows: "8 or 16 interleaved rows × 4 tokens"
             }
         }
     }
@@ -125,9 +125,14 @@ public struct WeightKernels: @unchecked Sendable {
     public let dot8: Dot8?
     public let pack8: Pack8?
     public let packedGemm: PackedGemm?
+    /// The AVX-512 level's sixteen-row forms of `pack8` and `packedGemm` (same results, each
+    /// broadcast activation word serving sixteen rows).
+    public let pack16: Pack8?
+    public let packedGemm16: PackedGemm?
 
     init(format: ActivationFormat, biasedActivations: Bool = false, dot: Dot?, dot4: Dot4? = nil, unpack: Unpack? = nil,
-         unpackedDot4: UnpackedDot4? = nil, dot8: Dot8? = nil, pack8: Pack8? = nil, packedGemm: PackedGemm? = nil) {
+         unpackedDot4: UnpackedDot4? = nil, dot8: Dot8? = nil, pack8: Pack8? = nil, packedGemm: PackedGemm? = nil,
+         pack16: Pack8? = nil, packedGemm16: PackedGemm? = nil) {
         self.format = format
         self.biasedActivations = biasedActivations
         self.dot = dot
@@ -137,6 +142,14 @@ public struct WeightKernels: @unchecked Sendable {
         self.dot8 = dot8
         self.pack8 = pack8
         self.packedGemm = packedGemm
+        self.pack16 = pack16
+        self.packedGemm16 = packedGemm16
+    }
+
+    /// `pack16` and `packedGemm16` together, where this level has them.
+    public var wide: (Pack8, PackedGemm)? {
+        guard let p = pack16, let g = packedGemm16 else { return nil }
+        return (p, g)
     }
 
     public var prefill: Prefill {
@@ -166,6 +179,8 @@ public struct KernelTable: @unchecked Sendable {
     private let dot8s: [GGMLType: WeightKernels.Dot8]
     private let pack8s: [GGMLType: WeightKernels.Pack8]
     private let gemm8: WeightKernels.PackedGemm?
+    private let pack16s: [GGMLType: WeightKernels.Pack8]
+    private let gemm16: WeightKernels.PackedGemm?
 
     /// The process's table, at `ISALevel.active`.
     public static let active = KernelTable(level: .active)
@@ -185,6 +200,7 @@ public struct KernelTable: @unchecked Sendable {
             unsignedUnpacks = [:]
             unpackedDot4Unsigned = nil
             (dot8s, pack8s, gemm8) = ([:], [:], nil)
+            (pack16s, gemm16) = ([:], nil)
         case .avx2:
             (quantizeQ8_0, quantizeQ8_1, quantizeQ8_K) = (pg_quantize_row_q8_0_avx2, pg_quantize_row_q8_1_avx2, pg_quantize_row_q8_K_avx2)
             (q8_0RowScales, q8_1RowScales) = (pg_q8_0_row_scales_avx2, pg_q8_1_row_scales_avx2)
@@ -198,6 +214,7 @@ public struct KernelTable: @unchecked Sendable {
             dot8s = [.q4_0: pg_vec_dot8_q4_0_q8_0_avx2, .q5_0: pg_vec_dot8_q5_0_q8_0_avx2, .q8_0: pg_vec_dot8_q8_0_q8_0_avx2]
             pack8s = [.q4_0: pg_pack8_q4_0_avx2, .q5_0: pg_pack8_q5_0_avx2, .q8_0: pg_pack8_q8_0_avx2]
             gemm8 = pg_gemm8_q8_0_avx2
+            (pack16s, gemm16) = ([:], nil)
         case .avxVNNI:
             (quantizeQ8_0, quantizeQ8_1, quantizeQ8_K) = (pg_quantize_row_q8_0_avxvnni, pg_quantize_row_q8_1_avxvnni, pg_quantize_row_q8_K_avxvnni)
             (q8_0RowScales, q8_1RowScales) = (pg_q8_0_row_scales_avxvnni, pg_q8_1_row_scales_avxvnni)
@@ -211,6 +228,7 @@ public struct KernelTable: @unchecked Sendable {
             dot8s = [.q4_0: pg_vec_dot8_q4_0_q8_0_avxvnni, .q5_0: pg_vec_dot8_q5_0_q8_0_avxvnni, .q8_0: pg_vec_dot8_q8_0_q8_0_avxvnni]
             pack8s = [.q4_0: pg_pack8_q4_0_avxvnni, .q5_0: pg_pack8_q5_0_avxvnni, .q8_0: pg_pack8_q8_0_avxvnni]
             gemm8 = pg_gemm8_q8_0_avxvnni
+            (pack16s, gemm16) = ([:], nil)
         case .avx512:
             (quantizeQ8_0, quantizeQ8_1, quantizeQ8_K) = (pg_quantize_row_q8_0_avx512, pg_quantize_row_q8_1_avx512, pg_quantize_row_q8_K_avx512)
             (q8_0RowScales, q8_1RowScales) = (pg_q8_0_row_scales_avx512, pg_q8_1_row_scales_avx512)
@@ -224,6 +242,8 @@ public struct KernelTable: @unchecked Sendable {
             dot8s = [.q4_0: pg_vec_dot8_q4_0_q8_0_avx512, .q5_0: pg_vec_dot8_q5_0_q8_0_avx512, .q8_0: pg_vec_dot8_q8_0_q8_0_avx512]
             pack8s = [.q4_0: pg_pack8_q4_0_avx512, .q5_0: pg_pack8_q5_0_avx512, .q8_0: pg_pack8_q8_0_avx512]
             gemm8 = pg_gemm8_q8_0_avx512
+            pack16s = [.q4_0: pg_pack16_q4_0_avx512, .q5_0: pg_pack16_q5_0_avx512, .q8_0: pg_pack16_q8_0_avx512]
+            gemm16 = pg_gemm16_q8_0_avx512
         }
     }
 
@@ -231,7 +251,8 @@ public struct KernelTable: @unchecked Sendable {
     public func kernels(for type: GGMLType) -> WeightKernels {
         let format = ActivationFormat(pairingWith: type)
         if let p = pack8s[type], let g = gemm8 {
-            return WeightKernels(format: format, biasedActivations: biasRows != nil, dot: dots[type], dot8: dot8s[type], pack8: p, packedGemm: g)
+            return WeightKernels(format: format, biasedActivations: biasRows != nil, dot: dots[type], dot8: dot8s[type], pack8: p, packedGemm: g,
+                                 pack16: pack16s[type], packedGemm16: gemm16)
         }
         if let u = unsignedUnpacks[type], let d = unpackedDot4Unsigned {
             return WeightKernels(format: format, dot: dots[type], unpack: u, unpackedDot4: d)

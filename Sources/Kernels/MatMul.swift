@@ -107,7 +107,7 @@ public enum MatMul {
                 }
                 var done = 0
                 if tokens >= 4, let pack = kernels.pack8, let gemm = kernels.packedGemm {
-                    done = packedRows(w, rows: rows, act: act, pack: pack, gemm: gemm, dot: dot, out: outputs[i])
+                    done = packedRows(w, rows: rows, act: act, pack: pack, gemm: gemm, wide: kernels.wide, dot: dot, out: outputs[i])
                 } else if tokens >= 4, let unpack = kernels.unpack, let dot4 = kernels.unpackedDot4 {
                     done = unpackedRows(w, rows: rows, act: act, unpack: unpack, dot4: dot4, out: outputs[i])
                 } else if tokens >= 4, let dot4 = kernels.dot4 {
@@ -167,25 +167,30 @@ public enum MatMul {
         rowByRow(w, rows: grouped ..< rows.upperBound, act: act, tokens: tokens, dot: dot, out: out)
     }
 
-    /// Prefill of the Q8_0-paired formats: eight weight rows interleaved once into a buffer that
-    /// stays in L1, then met by every token (whose activations stream from L2). The rows left
-    /// over go one by one. Returns the number of tokens covered: all of them.
+    /// Prefill of the Q8_0-paired formats: sixteen (`wide`, AVX-512) or eight weight rows
+    /// interleaved once into a buffer that stays in L1, then met by every token (whose
+    /// activations stream from L2). The rows left over go one by one. Returns the number of
+    /// tokens covered: all of them.
     static func packedRows(_ w: WeightMatrix, rows: Range<Int>, act: Activations, pack: WeightKernels.Pack8,
-                           gemm: WeightKernels.PackedGemm, dot: WeightKernels.Dot, out: UnsafeMutablePointer<Float>) -> Int {
+                           gemm: WeightKernels.PackedGemm, wide: (WeightKernels.Pack8, WeightKernels.PackedGemm)?,
+                           dot: WeightKernels.Dot, out: UnsafeMutablePointer<Float>) -> Int {
         let nb = w.columns / 32
-        let grouped = rows.lowerBound + (rows.count - rows.count % 8)
         let aData = act.prefillData ?? act.data
         let aStride = act.prefillData == nil ? act.stride : act.prefillStride
-        withUnsafeTemporaryAllocation(byteCount: Int(PG_PACK8_BYTES) * nb, alignment: 64) { buffer in
+        var r = rows.lowerBound
+        withUnsafeTemporaryAllocation(byteCount: 2 * Int(PG_PACK8_BYTES) * nb, alignment: 64) { buffer in
             guard let packed = buffer.baseAddress else { return }
-            var r = rows.lowerBound
-            while r < grouped {
-                pack(w.row(r), Int64(w.rowBytes), Int64(nb), packed)
-                gemm(Int64(nb), packed, aData, Int64(aStride), Int64(act.tokens), act.scales, Int64(nb), out + r, Int64(w.rows))
-                r += 8
+            func run(_ count: Int, _ pack: WeightKernels.Pack8, _ gemm: WeightKernels.PackedGemm) {
+                while r + count <= rows.upperBound {
+                    pack(w.row(r), Int64(w.rowBytes), Int64(nb), packed)
+                    gemm(Int64(nb), packed, aData, Int64(aStride), Int64(act.tokens), act.scales, Int64(nb), out + r, Int64(w.rows))
+                    r += count
+                }
             }
+            if let (pack16, gemm16) = wide { run(16, pack16, gemm16) }
+            run(8, pack, gemm)
         }
-        rowByRow(w, rows: grouped ..< rows.upperBound, act: act, tokens: 0 ..< act.tokens, dot: dot, out: out)
+        rowByRow(w, rows: r ..< rows.upperBound, act: act, tokens: 0 ..< act.tokens, dot: dot, out: out)
         return act.tokens
     }
 

@@ -58,9 +58,9 @@ import Testing
     }
 
     /// The Q8_0-paired formats: the C twin, the single-row kernel, the eight-row decode kernel
-    /// and the packed prefill kernel (four tokens at a time and the tokens left over) give the
-    /// same floats bit for bit, at every SIMD level, for 11 rows (a group of eight and three
-    /// left over) and 7 tokens.
+    /// and the packed prefill kernels (eight rows, and sixteen where the level has them; four
+    /// tokens at a time and the tokens left over) give the same floats bit for bit, at every
+    /// SIMD level, for 19 rows (groups from row 0 and from row 3) and 7 tokens.
     @Test(arguments: [GGMLType.q4_0, .q5_0, .q8_0], KernelTable.simdLevels)
     func packedRowsAndEightRowDecodeEqualTheCTwin(_ type: GGMLType, _ level: ISALevel) throws {
         let table = KernelTable(level: level)
@@ -71,7 +71,7 @@ import Testing
         let rowScales = try #require(table.rowScales(.q8_0))
         #expect(k.prefill == .packedRows)
         var rng = SplitMix64(seed: 777 + UInt64(type.rawValue))
-        let rows = 11, tokens = 7
+        let rows = 19, tokens = 7
         for n in [32, 96, 896, 4864] {
             let nb = n / 32
             let w = RandomBlocks.row(type, count: rows * n, scale: 0.05, rng: &rng)
@@ -104,16 +104,24 @@ import Testing
                             #expect(eight[j].bitPattern == expected(first + j, t).bitPattern, "\(type) \(level) dot8 n=\(n) row \(first + j) token \(t)")
                         }
                     }
-                    var packed = [UInt8](repeating: 0, count: Int(PG_PACK8_BYTES) * nb)
-                    packed.withUnsafeMutableBytes { pack(wp + first * wStride, Int64(wStride), Int64(nb), $0.baseAddress) }
-                    var out = [Float](repeating: .nan, count: tokens * 8)
-                    biased.withUnsafeBytes { bb in
-                        let (a, aStride) = k.biasedActivations ? (bb.baseAddress, n) : (ap, stride)
-                        packed.withUnsafeBytes { gemm(Int64(nb), $0.baseAddress, a, Int64(aStride), Int64(tokens), scales, Int64(nb), &out, 8) }
-                    }
-                    for t in 0 ..< tokens {
-                        for j in 0 ..< 8 {
-                            #expect(out[t * 8 + j].bitPattern == expected(first + j, t).bitPattern, "\(type) \(level) packed n=\(n) row \(first + j) token \(t)")
+                    var forms: [(Int, WeightKernels.Pack8, WeightKernels.PackedGemm)] = [(8, pack, gemm)]
+                    if let (pack16, gemm16) = k.wide { forms.append((16, pack16, gemm16)) }
+                    #expect((level == .avx512) == (k.wide != nil))
+                    for (width, pack, gemm) in forms {
+                        var packed = [UInt8](repeating: 0, count: width / 8 * Int(PG_PACK8_BYTES) * nb)
+                        packed.withUnsafeMutableBytes { pack(wp + first * wStride, Int64(wStride), Int64(nb), $0.baseAddress) }
+                        var out = [Float](repeating: .nan, count: tokens * width)
+                        biased.withUnsafeBytes { bb in
+                            let (a, aStride) = k.biasedActivations ? (bb.baseAddress, n) : (ap, stride)
+                            packed.withUnsafeBytes {
+                                gemm(Int64(nb), $0.baseAddress, a, Int64(aStride), Int64(tokens), scales, Int64(nb), &out, Int64(width))
+                            }
+                        }
+                        for t in 0 ..< tokens {
+                            for j in 0 ..< width {
+                                #expect(out[t * width + j].bitPattern == expected(first + j, t).bitPattern,
+                                        "\(type) \(level) packed \(width) n=\(n) row \(first + j) token \(t)")
+                            }
                         }
                     }
                 }

@@ -117,6 +117,15 @@ PG_DECLARE_QUANT_KERNELS(_avx2)
 PG_DECLARE_QUANT_KERNELS(_avxvnni)
 PG_DECLARE_QUANT_KERNELS(_avx512)
 
+// AVX-512 only: sixteen weight rows per pack (2 * PG_PACK8_BYTES per block; each 64-byte vector
+// holds rows 0-7's 32 bytes, then rows 8-15's) and their zmm product with `tokens` activation
+// rows, out[t * out_stride + r] for r < 16: the same results as two eight-row calls.
+void pg_pack16_q4_0_avx512(const void *w, int64_t w_stride, int64_t nb, void *packed);
+void pg_pack16_q5_0_avx512(const void *w, int64_t w_stride, int64_t nb, void *packed);
+void pg_pack16_q8_0_avx512(const void *w, int64_t w_stride, int64_t nb, void *packed);
+void pg_gemm16_q8_0_avx512(int64_t nb, const void *packed, const void *a, int64_t a_stride, int64_t tokens,
+                           const float *scales, int64_t scale_stride, float *out, int64_t out_stride);
+
 // The VNNI levels' pg_gemm8_q8_0 reads the activations biased to unsigned bytes instead of Q8_0
 // blocks: `rows` rows of n values, a + 128 per value, 32 bytes per block with nothing between,
 // n bytes per row (and a_stride = n). The results are the same.
