@@ -4,6 +4,10 @@
 #include <math.h>
 #include "ckernels.h"
 
+// The package compiles the kernels with -ffp-contract=fast. Here a multiply fused into a later
+// add would make the AVX2 and AVX-512 kernels round differently, so only the explicit FMAs fuse.
+#pragma clang fp contract(on)
+
 static float softmax_in_place_ref(float *s, int64_t n);
 
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)

@@ -341,19 +341,20 @@ PG_DOT32_BLOCKWISE(PG_FN(pg_vec_dot_q8_0_q8_0), pg_block_q8_0, q8_0_weights, dot
 // row's lane sums are reduced across lanes per block, so lane r of the accumulator is row r.
 // Eight rows read side by side are eight slow streams, which the hardware prefetchers follow
 // worse than the one long stream of row-by-row decode, so the kernel prefetches the next eight
-// rows (the caller's next call, usually) a few lines per block.
+// rows (the caller's next call, usually) a few lines per block. The address is formed as an
+// integer: past a matrix's last group it points beyond the matrix, which a prefetch may do.
 #define PG_DOT8(NAME, WBLOCK, WEIGHTS, DOT)                                                       \
     void NAME(int64_t n, const void *vw, int64_t w_stride, const void *va, float *out) {          \
         const char *w = (const char *)vw;                                                         \
         const pg_block_q8_0 *a = (const pg_block_q8_0 *)va;                                        \
         const int64_t nb = n / PG_QK;                                                             \
         __m256 acc = _mm256_setzero_ps();                                                         \
-        const char *next = w + 8 * w_stride;                                                      \
-        const int64_t lines = (8 * w_stride + 63) / 64, per_block = (lines + nb - 1) / nb;        \
+        const uintptr_t next = (uintptr_t)w + (uintptr_t)(8 * w_stride);                          \
+        const int64_t lines = (8 * w_stride + 63) / 64, per_block = nb > 0 ? (lines + nb - 1) / nb : 0; \
         for (int64_t ib = 0; ib < nb; ib++) {                                                     \
             const char *blk = w + ib * (int64_t)sizeof(WBLOCK);                                    \
             for (int64_t l = ib * per_block; l < (ib + 1) * per_block && l < lines; l++)          \
-                _mm_prefetch(next + 64 * l, _MM_HINT_T0);                                         \
+                _mm_prefetch((const char *)(next + 64 * (uintptr_t)l), _MM_HINT_T0);               \
             const __m256i av = _mm256_loadu_si256((const __m256i *)a[ib].qs);                     \
             const __m256i s = sum_lanes_8(                                                        \
                 DOT(WEIGHTS((const WBLOCK *)blk), av), DOT(WEIGHTS((const WBLOCK *)(blk + w_stride)), av), \
@@ -397,11 +398,11 @@ static inline void transpose_8x8_i32(__m256i q[8]) {
     void NAME(const void *vw, int64_t w_stride, int64_t nb, void *packed) {                       \
         const char *w = (const char *)vw;                                                         \
         uint8_t *o = (uint8_t *)packed;                                                           \
-        const char *next = w + 8 * (G) * w_stride;                                                \
-        const int64_t lines = (8 * (G) * w_stride + 63) / 64, per_block = (lines + nb - 1) / nb;  \
+        const uintptr_t next = (uintptr_t)w + (uintptr_t)(8 * (G) * w_stride);                    \
+        const int64_t lines = (8 * (G) * w_stride + 63) / 64, per_block = nb > 0 ? (lines + nb - 1) / nb : 0; \
         for (int64_t ib = 0; ib < nb; ib++) {                                                     \
             for (int64_t l = ib * per_block; l < (ib + 1) * per_block && l < lines; l++)          \
-                _mm_prefetch(next + 64 * l, _MM_HINT_T1);                                         \
+                _mm_prefetch((const char *)(next + 64 * (uintptr_t)l), _MM_HINT_T1);               \
             uint8_t *ob = o + PG_PACK8_BYTES * (G) * ib;                                          \
             for (int g = 0; g < (G); g++) {                                                       \
                 const char *blk = w + ib * (int64_t)sizeof(WBLOCK) + 8 * g * w_stride;            \

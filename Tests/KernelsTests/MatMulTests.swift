@@ -164,7 +164,7 @@ private extension Double {
     /// The fused SIMD attention kernel against its scalar twin, for head sizes with and without
     /// a SIMD path, spans with and without a tail of under 8, and query scales from mild to
     /// ones whose scores underflow e^x.
-    @Test(arguments: [8, 64, 80, 128, 12, 48, 160], [(1, Float(1)), (8, 1), (9, 1), (77, 1), (77, 40)])
+    @Test(arguments: [8, 16, 64, 80, 128, 12, 48, 160, 256], [(1, Float(1)), (8, 1), (9, 1), (77, 1), (77, 40)])
     func fusedHeadMatchesReferenceTwin(_ headDim: Int, _ spanAndScale: (Int, Float)) {
         let (span, sharpness) = spanAndScale
         var rng = SplitMix64(seed: UInt64(headDim * 1000 + span))
@@ -177,7 +177,8 @@ private extension Double {
         pg_attend_head_f32(q, k, v, Int64(stride), Int64(span), Int64(headDim), scale, &scratch, &fast)
         pg_attend_head_f32_ref(q, k, v, Int64(stride), Int64(span), Int64(headDim), scale, &scratch, &slow)
         for i in 0 ..< headDim { #expect(abs(fast[i] - slow[i]) <= 1e-5 * max(1, abs(slow[i])), "i \(i)") }
-        // The AVX-512 kernel does the AVX2 kernel's arithmetic in wider registers: same bits.
+        // The AVX-512 kernel does the AVX2 kernel's arithmetic in wider registers: same bits
+        // (16 and 256 are the smallest and largest head its generic path takes).
         if ISALevel.available.contains(.avx512) {
             var avx2 = [Float](repeating: 0, count: headDim), avx512 = avx2
             pg_attend_head_f32_avx2(q, k, v, Int64(stride), Int64(span), Int64(headDim), scale, &scratch, &avx2)

@@ -72,13 +72,22 @@ import Testing
         #expect(k.prefill == .packedRows)
         var rng = SplitMix64(seed: 777 + UInt64(type.rawValue))
         let rows = 19, tokens = 7
-        for n in [32, 96, 896, 4864] {
+        // The last case is the extreme one: every weight at its format's most negative value
+        // (Q8_0 -128, Q4_0 -8, Q5_0 -16) against activations of ±127.
+        for (n, extreme) in [(32, false), (96, false), (896, false), (4864, false), (896, true)] {
             let nb = n / 32
-            let w = RandomBlocks.row(type, count: rows * n, scale: 0.05, rng: &rng)
+            var w = RandomBlocks.row(type, count: rows * n, scale: 0.05, rng: &rng)
             let wStride = w.count / rows
+            if extreme {
+                let blockBytes = wStride / nb
+                for b in 0 ..< rows * nb {
+                    // Every byte after the f16 scale: Q8_0's values, Q4_0's nibbles, Q5_0's high bits and nibbles.
+                    for i in 2 ..< blockBytes { w[b * blockBytes + i] = type == .q8_0 ? 0x80 : 0x00 }
+                }
+            }
             let stride = ActivationFormat.q8_0.rowBytes(n)
             // Full-range activations, so the int8 products reach their largest magnitudes.
-            let x = rng.floats(tokens * n, in: -3 ... 3)
+            let x = extreme ? (0 ..< tokens * n).map { $0 % 3 == 0 ? Float(-3) : 3 } : rng.floats(tokens * n, in: -3 ... 3)
             var act = [UInt8](repeating: 0, count: tokens * stride)
             act.withUnsafeMutableBytes { MatMul.quantizeActivations(.q8_0, x, tokens: tokens, columns: n, into: $0.baseAddress!, table: table) }
             var scales = [Float](repeating: 0, count: tokens * nb)
@@ -98,11 +107,12 @@ import Testing
                 }
                 for first in [0, 3] {
                     for t in 0 ..< tokens {
-                        var eight = [Float](repeating: .nan, count: 8)
+                        var eight = [Float](repeating: .nan, count: 9)
                         dot8(Int64(n), wp + first * wStride, Int64(wStride), ap + t * stride, &eight)
                         for j in 0 ..< 8 {
                             #expect(eight[j].bitPattern == expected(first + j, t).bitPattern, "\(type) \(level) dot8 n=\(n) row \(first + j) token \(t)")
                         }
+                        #expect(eight[8].isNaN, "dot8 wrote past its eight results")
                     }
                     var forms: [(Int, WeightKernels.Pack8, WeightKernels.PackedGemm)] = [(8, pack, gemm)]
                     if let (pack16, gemm16) = k.wide { forms.append((16, pack16, gemm16)) }
@@ -110,18 +120,22 @@ import Testing
                     for (width, pack, gemm) in forms {
                         var packed = [UInt8](repeating: 0, count: width / 8 * Int(PG_PACK8_BYTES) * nb)
                         packed.withUnsafeMutableBytes { pack(wp + first * wStride, Int64(wStride), Int64(nb), $0.baseAddress) }
-                        var out = [Float](repeating: .nan, count: tokens * width)
+                        // Output rows wider than the kernel's, so a write past its columns shows.
+                        let outStride = width + 5
+                        var out = [Float](repeating: .nan, count: tokens * outStride)
                         biased.withUnsafeBytes { bb in
                             let (a, aStride) = k.biasedActivations ? (bb.baseAddress, n) : (ap, stride)
                             packed.withUnsafeBytes {
-                                gemm(Int64(nb), $0.baseAddress, a, Int64(aStride), Int64(tokens), scales, Int64(nb), &out, Int64(width))
+                                gemm(Int64(nb), $0.baseAddress, a, Int64(aStride), Int64(tokens), scales, Int64(nb), &out, Int64(outStride))
                             }
                         }
                         for t in 0 ..< tokens {
                             for j in 0 ..< width {
-                                #expect(out[t * width + j].bitPattern == expected(first + j, t).bitPattern,
+                                #expect(out[t * outStride + j].bitPattern == expected(first + j, t).bitPattern,
                                         "\(type) \(level) packed \(width) n=\(n) row \(first + j) token \(t)")
                             }
+                            let guardsIntact = out[t * outStride + width ..< (t + 1) * outStride].allSatisfy(\.isNaN)
+                            #expect(guardsIntact, "packed \(width) wrote past its rows")
                         }
                     }
                 }
