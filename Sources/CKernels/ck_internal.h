@@ -95,5 +95,6 @@ static inline uint16_t pg_f2h_portable(float f) {
 }
 
 static inline uint16_t pg_load_u16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static inline uint32_t pg_load_u32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
 #endif

@@ -117,8 +117,6 @@ float pg_vec_dot_q4_1_q8_1_ref(int64_t n, const void *vw, const void *va) {
     return sum;
 }
 
-static inline uint32_t pg_load_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-
 float pg_vec_dot_q5_0_q8_0_ref(int64_t n, const void *vw, const void *va) {
     const pg_block_q5_0 *w = (const pg_block_q5_0 *)vw;
     const pg_block_q8_0 *a = (const pg_block_q8_0 *)va;

@@ -436,18 +436,16 @@ PG_PACK_ROWS(PG_FN(pg_pack16_q8_0), pg_block_q8_0, q8_0_weights, 2)
 // a with w's sign. Two partial sums per block shorten the dependency chains.
 #if PG_VNNI
 #define PG_ABLOCK(T, B) ((const uint8_t *)va + (T) * a_stride + 32 * (B))
+#define PG_DPBUSD8(ACC, AB, PB, K)                                                                \
+    ACC = PG_DPBUSD(ACC, _mm256_set1_epi32((int)pg_load_u32((AB) + 4 * (K))), _mm256_loadu_si256((const __m256i *)((PB) + 32 * (K))))
 #define PG_BLOCK_SUM(S, AB, PB)                                                                   \
     __m256i S;                                                                                    \
     {                                                                                             \
         __m256i s0 = _mm256_loadu_si256((const __m256i *)((PB) + 256)), s1 = _mm256_setzero_si256(); \
-        s0 = PG_DPBUSD(s0, _mm256_set1_epi32((int)pg_load_u32_x(AB)), _mm256_loadu_si256((const __m256i *)(PB))); \
-        s1 = PG_DPBUSD(s1, _mm256_set1_epi32((int)pg_load_u32_x((AB) + 4)), _mm256_loadu_si256((const __m256i *)((PB) + 32))); \
-        s0 = PG_DPBUSD(s0, _mm256_set1_epi32((int)pg_load_u32_x((AB) + 8)), _mm256_loadu_si256((const __m256i *)((PB) + 64))); \
-        s1 = PG_DPBUSD(s1, _mm256_set1_epi32((int)pg_load_u32_x((AB) + 12)), _mm256_loadu_si256((const __m256i *)((PB) + 96))); \
-        s0 = PG_DPBUSD(s0, _mm256_set1_epi32((int)pg_load_u32_x((AB) + 16)), _mm256_loadu_si256((const __m256i *)((PB) + 128))); \
-        s1 = PG_DPBUSD(s1, _mm256_set1_epi32((int)pg_load_u32_x((AB) + 20)), _mm256_loadu_si256((const __m256i *)((PB) + 160))); \
-        s0 = PG_DPBUSD(s0, _mm256_set1_epi32((int)pg_load_u32_x((AB) + 24)), _mm256_loadu_si256((const __m256i *)((PB) + 192))); \
-        s1 = PG_DPBUSD(s1, _mm256_set1_epi32((int)pg_load_u32_x((AB) + 28)), _mm256_loadu_si256((const __m256i *)((PB) + 224))); \
+        PG_DPBUSD8(s0, AB, PB, 0); PG_DPBUSD8(s1, AB, PB, 1);                                    \
+        PG_DPBUSD8(s0, AB, PB, 2); PG_DPBUSD8(s1, AB, PB, 3);                                    \
+        PG_DPBUSD8(s0, AB, PB, 4); PG_DPBUSD8(s1, AB, PB, 5);                                    \
+        PG_DPBUSD8(s0, AB, PB, 6); PG_DPBUSD8(s1, AB, PB, 7);                                    \
         S = _mm256_add_epi32(s0, s1);                                                             \
     }
 #else
@@ -455,7 +453,7 @@ PG_PACK_ROWS(PG_FN(pg_pack16_q8_0), pg_block_q8_0, q8_0_weights, 2)
 #define PG_SIGNED_STEP(ACC, AB, PB, K)                                                            \
     {                                                                                             \
         const __m256i wk = _mm256_loadu_si256((const __m256i *)((PB) + 32 * (K)));                \
-        const __m256i ak = _mm256_set1_epi32((int)pg_load_u32_x((AB) + 4 * (K)));                 \
+        const __m256i ak = _mm256_set1_epi32((int)pg_load_u32((AB) + 4 * (K)));                 \
         ACC = _mm256_add_epi32(ACC, PG_IDOT(_mm256_sign_epi8(wk, wk), _mm256_sign_epi8(ak, wk))); \
     }
 #define PG_BLOCK_SUM(S, AB, PB)                                                                   \
@@ -470,42 +468,45 @@ PG_PACK_ROWS(PG_FN(pg_pack16_q8_0), pg_block_q8_0, q8_0_weights, 2)
     }
 #endif
 
-static inline uint32_t pg_load_u32_x(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-
 #define PG_TOKEN_STEP(ACC, T)                                                                     \
     {                                                                                             \
         PG_BLOCK_SUM(s, PG_ABLOCK(T, ib), pb)                                                     \
         ACC = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(scales[(T) * scale_stride + ib])), ACC); \
     }
 
+// The token loop of the packed kernels, four tokens at a time and then one: VT is the vector
+// type, GROUP_BYTES a block's packed bytes, DW(pb) loads its weight scales, STEP(acc, t) adds
+// token t's block, STORE writes a token's results.
+#define PG_PACKED_TOKENS(VT, ZERO, GROUP_BYTES, DW, STEP, STORE)                                  \
+    const uint8_t *p = (const uint8_t *)packed;                                                   \
+    int64_t t = 0;                                                                                \
+    for (; t + 4 <= tokens; t += 4) {                                                             \
+        VT acc0 = ZERO, acc1 = ZERO, acc2 = ZERO, acc3 = ZERO;                                    \
+        for (int64_t ib = 0; ib < nb; ib++) {                                                     \
+            const uint8_t *pb = p + (GROUP_BYTES) * ib;                                           \
+            const VT dw = DW(pb);                                                                 \
+            STEP(acc0, t) STEP(acc1, t + 1) STEP(acc2, t + 2) STEP(acc3, t + 3)                   \
+        }                                                                                         \
+        STORE(out + t * out_stride, acc0);                                                        \
+        STORE(out + (t + 1) * out_stride, acc1);                                                  \
+        STORE(out + (t + 2) * out_stride, acc2);                                                  \
+        STORE(out + (t + 3) * out_stride, acc3);                                                  \
+    }                                                                                             \
+    for (; t < tokens; t++) {                                                                     \
+        VT acc = ZERO;                                                                            \
+        for (int64_t ib = 0; ib < nb; ib++) {                                                     \
+            const uint8_t *pb = p + (GROUP_BYTES) * ib;                                           \
+            const VT dw = DW(pb);                                                                 \
+            STEP(acc, t)                                                                          \
+        }                                                                                         \
+        STORE(out + t * out_stride, acc);                                                         \
+    }
+
+#define PG_DW8(PB) _mm256_loadu_ps((const float *)((PB) + 288))
+
 void PG_FN(pg_gemm8_q8_0)(int64_t nb, const void *packed, const void *va, int64_t a_stride, int64_t tokens,
                           const float *scales, int64_t scale_stride, float *out, int64_t out_stride) {
-    const uint8_t *p = (const uint8_t *)packed;
-    int64_t t = 0;
-    for (; t + 4 <= tokens; t += 4) {
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
-        for (int64_t ib = 0; ib < nb; ib++) {
-            const uint8_t *pb = p + PG_PACK8_BYTES * ib;
-            const __m256 dw = _mm256_loadu_ps((const float *)(pb + 288));
-            PG_TOKEN_STEP(acc0, t)
-            PG_TOKEN_STEP(acc1, t + 1)
-            PG_TOKEN_STEP(acc2, t + 2)
-            PG_TOKEN_STEP(acc3, t + 3)
-        }
-        _mm256_storeu_ps(out + t * out_stride, acc0);
-        _mm256_storeu_ps(out + (t + 1) * out_stride, acc1);
-        _mm256_storeu_ps(out + (t + 2) * out_stride, acc2);
-        _mm256_storeu_ps(out + (t + 3) * out_stride, acc3);
-    }
-    for (; t < tokens; t++) {
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t ib = 0; ib < nb; ib++) {
-            const uint8_t *pb = p + PG_PACK8_BYTES * ib;
-            const __m256 dw = _mm256_loadu_ps((const float *)(pb + 288));
-            PG_TOKEN_STEP(acc, t)
-        }
-        _mm256_storeu_ps(out + t * out_stride, acc);
-    }
+    PG_PACKED_TOKENS(__m256, _mm256_setzero_ps(), PG_PACK8_BYTES, PG_DW8, PG_TOKEN_STEP, _mm256_storeu_ps)
 }
 
 #if PG_VNNI == 2
@@ -513,7 +514,7 @@ void PG_FN(pg_gemm8_q8_0)(int64_t nb, const void *packed, const void *va, int64_
 // steps per lane as pg_gemm8_q8_0, so the same results, with each broadcast activation word
 // serving sixteen rows.
 #define PG_DPBUSD16(ACC, AB, PB, K)                                                               \
-    _mm512_dpbusd_epi32(ACC, _mm512_set1_epi32((int)pg_load_u32_x((AB) + 4 * (K))), _mm512_loadu_si512((const void *)((PB) + 64 * (K))))
+    _mm512_dpbusd_epi32(ACC, _mm512_set1_epi32((int)pg_load_u32((AB) + 4 * (K))), _mm512_loadu_si512((const void *)((PB) + 64 * (K))))
 #define PG_TOKEN_STEP16(ACC, T)                                                                   \
     {                                                                                             \
         const uint8_t *ab = PG_ABLOCK(T, ib);                                                     \
@@ -526,44 +527,27 @@ void PG_FN(pg_gemm8_q8_0)(int64_t nb, const void *packed, const void *va, int64_
                               _mm512_mul_ps(dw, _mm512_set1_ps(scales[(T) * scale_stride + ib])), ACC); \
     }
 
+#define PG_DW16(PB) _mm512_loadu_ps((const float *)((PB) + 576))
+
 void PG_FN(pg_gemm16_q8_0)(int64_t nb, const void *packed, const void *va, int64_t a_stride, int64_t tokens,
                            const float *scales, int64_t scale_stride, float *out, int64_t out_stride) {
-    const uint8_t *p = (const uint8_t *)packed;
-    int64_t t = 0;
-    for (; t + 4 <= tokens; t += 4) {
-        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps();
-        for (int64_t ib = 0; ib < nb; ib++) {
-            const uint8_t *pb = p + 2 * PG_PACK8_BYTES * ib;
-            const __m512 dw = _mm512_loadu_ps((const float *)(pb + 576));
-            PG_TOKEN_STEP16(acc0, t)
-            PG_TOKEN_STEP16(acc1, t + 1)
-            PG_TOKEN_STEP16(acc2, t + 2)
-            PG_TOKEN_STEP16(acc3, t + 3)
-        }
-        _mm512_storeu_ps(out + t * out_stride, acc0);
-        _mm512_storeu_ps(out + (t + 1) * out_stride, acc1);
-        _mm512_storeu_ps(out + (t + 2) * out_stride, acc2);
-        _mm512_storeu_ps(out + (t + 3) * out_stride, acc3);
-    }
-    for (; t < tokens; t++) {
-        __m512 acc = _mm512_setzero_ps();
-        for (int64_t ib = 0; ib < nb; ib++) {
-            const uint8_t *pb = p + 2 * PG_PACK8_BYTES * ib;
-            const __m512 dw = _mm512_loadu_ps((const float *)(pb + 576));
-            PG_TOKEN_STEP16(acc, t)
-        }
-        _mm512_storeu_ps(out + t * out_stride, acc);
-    }
+    PG_PACKED_TOKENS(__m512, _mm512_setzero_ps(), 2 * PG_PACK8_BYTES, PG_DW16, PG_TOKEN_STEP16, _mm512_storeu_ps)
 }
 #undef PG_TOKEN_STEP16
+#undef PG_DW16
 #undef PG_DPBUSD16
 #endif
 
 #undef PG_TOKEN_STEP
+#undef PG_PACKED_TOKENS
+#undef PG_DW8
 #undef PG_BLOCK_SUM
 #undef PG_ABLOCK
 #ifdef PG_SIGNED_STEP
 #undef PG_SIGNED_STEP
+#endif
+#ifdef PG_DPBUSD8
+#undef PG_DPBUSD8
 #endif
 
 #if PG_VNNI
